@@ -1,0 +1,86 @@
+//! The command line: argument types, one module per subcommand, output formatting.
+
+mod bench;
+mod chat;
+mod common;
+mod generate;
+mod models;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const ABOUT: &str = "frontdesk — an offline support assistant. Runs quantized open-weight \
+language models on this machine (no external API, no network) and answers from your own \
+documents.";
+
+const AFTER_HELP: &str = "\
+Examples:
+  scripts/fetch-models                         # fetch the default model (once)
+  frontdesk generate --prompt \"Write a haiku about tea\"
+  frontdesk chat --model smollm2-135m
+  frontdesk bench --model qwen2.5-coder-0.5b --json
+  frontdesk models";
+
+#[derive(Debug, Parser)]
+#[command(name = "frontdesk", version, about = ABOUT, after_help = AFTER_HELP)]
+pub struct Cli {
+    /// Compute threads (default: the number of physical cores).
+    #[arg(long, global = true, env = "FRONTDESK_THREADS", value_name = "N")]
+    threads: Option<usize>,
+
+    /// Where model files are (default: $FRONTDESK_MODELS, models/ of this checkout, or the data directory).
+    #[arg(long, global = true, env = "FRONTDESK_MODELS", value_name = "DIR")]
+    models_dir: Option<PathBuf>,
+
+    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Generate(generate::GenerateArgs),
+    Chat(chat::ChatArgs),
+    Bench(bench::BenchArgs),
+    Models(models::ModelsArgs),
+}
+
+/// Parses the command line and runs one command.
+pub fn run() -> anyhow::Result<ExitCode> {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let threads = match cli.threads {
+        Some(0) => anyhow::bail!("--threads must be at least 1"),
+        Some(n) => n,
+        None => crate::runtime::default_threads(),
+    };
+    crate::runtime::set_threads(threads);
+    let ctx = common::Context {
+        threads,
+        models_dir: crate::runtime::catalog::models_dir(cli.models_dir.as_deref()),
+    };
+    match cli.command {
+        Command::Generate(args) => generate::run(&ctx, args),
+        Command::Chat(args) => chat::run(&ctx, args),
+        Command::Bench(args) => bench::run(&ctx, args),
+        Command::Models(args) => models::run(&ctx, args),
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,8 @@
+//! frontdesk: an offline support assistant. Quantized open-weight models run locally through
+//! candle; answers come from a company's own documents, with citations.
+//!
+//! Modules by capability: `runtime` (models and generation) and `cli` (the command line).
+//! See ARCHITECTURE.md for the map and the flow of data.
+
+pub mod cli;
+pub mod runtime;

@@ -1,0 +1,34 @@
+//! The model runtime: finding and verifying model files, opening GGUF, tokenizing, chat
+//! templates, the forward pass and the generation loop.
+
+pub mod bench;
+pub mod catalog;
+pub mod chat_template;
+pub mod error;
+pub mod generate;
+pub mod gguf;
+pub mod model;
+pub mod sampler;
+pub mod tokenizer;
+
+pub use catalog::{resolve_model, Catalog, ResolvedModel};
+pub use chat_template::{ChatTemplate, Message, Role};
+pub use error::{Result, RuntimeError};
+pub use generate::{Engine, GenerateOptions, Generation, LoadOptions, StopReason};
+pub use sampler::SamplingParams;
+
+/// Sets the number of compute threads for this process. candle reads `RAYON_NUM_THREADS`
+/// when it first builds its pools, so this must run before any model work.
+pub fn set_threads(threads: usize) {
+    let n = threads.max(1).to_string();
+    std::env::set_var("RAYON_NUM_THREADS", &n);
+    std::env::set_var("CANDLE_NUM_THREADS", &n);
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build_global();
+}
+
+/// The default thread count: the number of physical cores.
+pub fn default_threads() -> usize {
+    num_cpus::get_physical().max(1)
+}
