@@ -52,6 +52,7 @@ enum Command {
 /// Parses the command line and runs one command.
 pub fn run() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
+    crate::runtime::ensure_cpu_supported()?;
     init_logging(cli.verbose);
     let threads = match cli.threads {
         Some(0) => anyhow::bail!("--threads must be at least 1"),

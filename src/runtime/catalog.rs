@@ -254,6 +254,13 @@ pub fn resolve_model(spec: &str, dir: &Path) -> Result<ResolvedModel> {
         return resolve_catalog_model(model, dir);
     }
     let as_path = Path::new(spec);
+    if !as_path.exists() {
+        if let Some((repo, file)) = spec.split_once(':') {
+            if repo.contains('/') && !file.is_empty() {
+                return resolve_hf_cache(repo, file);
+            }
+        }
+    }
     if as_path.exists() || spec.ends_with(".gguf") {
         if !as_path.is_file() {
             return Err(RuntimeError::io(
@@ -270,11 +277,6 @@ pub fn resolve_model(spec: &str, dir: &Path) -> Result<ResolvedModel> {
             name,
             sha256: None,
         });
-    }
-    if let Some((repo, file)) = spec.split_once(':') {
-        if repo.contains('/') && !file.is_empty() {
-            return resolve_hf_cache(repo, file);
-        }
     }
     Err(RuntimeError::UnknownModel {
         spec: spec.to_string(),

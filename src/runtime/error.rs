@@ -72,17 +72,20 @@ pub enum RuntimeError {
     )]
     PromptTooLong { tokens: usize, context: usize },
 
-    #[error("cannot read {path}: {source}")]
+    #[error("{0}")]
+    UnsupportedCpu(String),
+
+    #[error("cannot read {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 
     #[error("model catalogue: {0}")]
     Catalog(String),
 
     #[error("inference failed: {0}")]
-    Candle(#[from] candle_core::Error),
+    Inference(String),
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;
@@ -91,7 +94,21 @@ impl RuntimeError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         RuntimeError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
+    }
+}
+
+impl From<candle_core::Error> for RuntimeError {
+    fn from(e: candle_core::Error) -> Self {
+        RuntimeError::Inference(candle_message(&e))
+    }
+}
+
+/// candle's error without the backtrace it carries when RUST_BACKTRACE is set: one line.
+pub(crate) fn candle_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => candle_message(inner),
+        other => other.to_string().lines().next().unwrap_or_default().to_string(),
     }
 }

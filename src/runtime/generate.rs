@@ -259,7 +259,7 @@ impl Engine {
         let mut stream = TextStream::new(&options.stop_sequences);
         let mut ttft_s = None;
         let stop_reason = loop {
-            if generated.len() >= options.max_tokens {
+            if options.max_tokens == 0 {
                 break StopReason::MaxTokens;
             }
             let next = sampler.sample(&logits, &history)?;
@@ -271,6 +271,10 @@ impl Engine {
             history.push(next);
             if stream.push(&self.decode(&generated)?, on_text) {
                 break StopReason::StopSequence;
+            }
+            // Checked before feeding: the last token's logits would go unused.
+            if generated.len() >= options.max_tokens {
+                break StopReason::MaxTokens;
             }
             if self.cached.len() >= self.model.context_length {
                 break StopReason::ContextFull;

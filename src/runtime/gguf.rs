@@ -2,7 +2,7 @@
 //! weight is loaded, so a damaged or foreign file is a one-line error, never a crash.
 //! (candle's header reader itself bounds every length by the bytes present.)
 
-use super::error::{Result, RuntimeError};
+use super::error::{candle_message, Result, RuntimeError};
 use candle_core::quantized::gguf_file::{Content, Value};
 use memmap2::Mmap;
 use std::fs::File;
@@ -61,7 +61,7 @@ impl GgufFile {
         let content =
             Content::read(&mut Cursor::new(bytes)).map_err(|e| RuntimeError::CorruptGguf {
                 path: path.to_path_buf(),
-                reason: e.to_string(),
+                reason: candle_message(&e),
             })?;
         let needed = tensor_data_end(&content);
         if needed > bytes.len() as u64 {

@@ -32,3 +32,20 @@ pub fn set_threads(threads: usize) {
 pub fn default_threads() -> usize {
     num_cpus::get_physical().max(1)
 }
+
+/// Fails when this binary was compiled for CPU features (see `.cargo/config.toml`) that the
+/// CPU it runs on lacks, instead of dying later on an illegal instruction.
+pub fn ensure_cpu_supported() -> Result<()> {
+    #[cfg(all(target_arch = "x86_64", target_feature = "avx2"))]
+    {
+        let f = frontdesk_kernels::cpu::CpuFeatures::detect();
+        if !(f.avx2 && f.fma && f.f16c) {
+            return Err(RuntimeError::UnsupportedCpu(
+                "this build of frontdesk needs AVX2, FMA and F16C; rebuild it for this CPU with \
+                 RUSTFLAGS=\"-C target-cpu=native\" cargo build --release"
+                    .into(),
+            ));
+        }
+    }
+    Ok(())
+}

@@ -1,6 +1,6 @@
 //! One type over the model architectures candle runs: load from GGUF, forward with a KV cache.
 
-use super::error::{Result, RuntimeError};
+use super::error::{candle_message, Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
@@ -37,7 +37,7 @@ impl Model {
         let path = gguf.path.clone();
         let load_err = |e: candle_core::Error| RuntimeError::ModelLoad {
             path: path.clone(),
-            reason: e.to_string(),
+            reason: candle_message(&e),
         };
         let mut reader = gguf.reader();
         // The reader borrows the map, so the content is read anew for candle to consume.

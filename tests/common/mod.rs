@@ -1,0 +1,76 @@
+//! Helpers shared by the integration tests: real model files fetched by scripts/fetch-models.
+#![allow(dead_code)]
+
+use frontdesk::runtime::catalog::{models_dir, Catalog};
+use frontdesk::runtime::{resolve_model, Engine, LoadOptions, ResolvedModel};
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+pub fn repo_models() -> PathBuf {
+    models_dir(Some(
+        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
+    ))
+}
+
+/// A catalogue model that the tests need; fails with the command that fetches it.
+pub fn require(name: &str) -> ResolvedModel {
+    resolve_model(name, &repo_models()).unwrap_or_else(|e| {
+        panic!("test model '{name}' unavailable: {e}\n(run: scripts/fetch-models {name})")
+    })
+}
+
+/// A catalogue file by its path under models/, checked to exist.
+pub fn require_file(model: &str, file_suffix: &str) -> PathBuf {
+    let catalog = Catalog::builtin().unwrap();
+    let entry = catalog
+        .get(model)
+        .unwrap_or_else(|| panic!("no catalogue entry {model}"));
+    let file = entry
+        .files
+        .iter()
+        .find(|f| f.path.ends_with(file_suffix))
+        .unwrap();
+    let path = repo_models().join(&file.path);
+    assert!(
+        path.is_file(),
+        "{} missing (run: scripts/fetch-models {model})",
+        path.display()
+    );
+    path
+}
+
+pub fn load(name: &str) -> Engine {
+    Engine::load(&require(name), &LoadOptions::default()).expect("model loads")
+}
+
+pub fn frontdesk() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_frontdesk"));
+    cmd.env("FRONTDESK_MODELS", repo_models())
+        .env("FRONTDESK_THREADS", "2")
+        .env_remove("FRONTDESK_MODEL");
+    cmd
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The contract for bad input: non-zero exit, one line on stderr, no panic.
+pub fn assert_clean_failure(out: &Output, expect: &str) {
+    let err = stderr(out);
+    assert!(
+        !out.status.success(),
+        "expected failure, got success; stderr: {err}"
+    );
+    assert!(!err.contains("panicked"), "panicked: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "expected one line, got: {err}"
+    );
+    assert!(err.contains(expect), "expected '{expect}' in: {err}");
+}
