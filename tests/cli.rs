@@ -344,3 +344,43 @@ fn help_explains_each_command_with_an_example() {
         );
     }
 }
+
+#[test]
+fn a_model_in_a_hugging_face_cache_is_found_offline() {
+    let home = tempfile::tempdir().unwrap();
+    let repo = home
+        .path()
+        .join("hub/models--HuggingFaceTB--SmolLM2-135M-Instruct-GGUF");
+    let snapshot = repo.join("snapshots/0123abcd");
+    std::fs::create_dir_all(&snapshot).unwrap();
+    std::fs::create_dir_all(repo.join("refs")).unwrap();
+    std::fs::write(repo.join("refs/main"), "0123abcd").unwrap();
+    std::os::unix::fs::symlink(
+        common::require("smollm2-135m").path,
+        snapshot.join("smollm2.gguf"),
+    )
+    .unwrap();
+    let out = frontdesk()
+        .env("HF_HOME", home.path())
+        .args([
+            "generate",
+            "--json",
+            "--max-tokens",
+            "4",
+            "--prompt",
+            "Hello",
+        ])
+        .args([
+            "-m",
+            "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smollm2.gguf",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(v["model"]["architecture"], "llama");
+    assert_eq!(
+        v["model"]["name"],
+        "HuggingFaceTB/SmolLM2-135M-Instruct-GGUF:smollm2.gguf"
+    );
+}
