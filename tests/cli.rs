@@ -41,29 +41,14 @@ fn streamed_output_equals_json_output() {
 #[test]
 fn missing_model_names_the_fetch_command() {
     let empty = tempfile::tempdir().unwrap();
-    let out = frontdesk()
-        .args([
-            "generate",
-            "-m",
-            "smollm2-135m",
-            "--prompt",
-            "hi",
-            "--models-dir",
-        ])
-        .arg(empty.path())
-        .output()
-        .unwrap();
+    let out = common::generate_hi("smollm2-135m", Some(empty.path()));
     assert_clean_failure(&out, "run: scripts/fetch-models smollm2-135m");
 }
 
 #[test]
 fn default_model_is_the_catalogue_default() {
     let empty = tempfile::tempdir().unwrap();
-    let out = frontdesk()
-        .args(["generate", "--prompt", "hi", "--models-dir"])
-        .arg(empty.path())
-        .output()
-        .unwrap();
+    let out = common::generate_hi("qwen2.5-coder-0.5b", Some(empty.path()));
     assert_clean_failure(&out, "scripts/fetch-models qwen2.5-coder-0.5b");
 }
 
@@ -73,18 +58,7 @@ fn truncated_catalogue_file_is_reported_with_sizes() {
     let copy = smollm_copy(dir.path());
     let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
     f.set_len(1_000_000).unwrap();
-    let out = frontdesk()
-        .args([
-            "generate",
-            "-m",
-            "smollm2-135m",
-            "--prompt",
-            "hi",
-            "--models-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = common::generate_hi("smollm2-135m", Some(dir.path()));
     assert_clean_failure(&out, "truncated: expected 98362432 bytes, found 1000000");
 }
 
@@ -96,18 +70,7 @@ fn wrong_hash_is_refused_and_verify_fails() {
     let last = bytes.len() - 1;
     bytes[last] ^= 0xff;
     std::fs::write(&copy, &bytes).unwrap();
-    let out = frontdesk()
-        .args([
-            "generate",
-            "-m",
-            "smollm2-135m",
-            "--prompt",
-            "hi",
-            "--models-dir",
-        ])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let out = common::generate_hi("smollm2-135m", Some(dir.path()));
     assert_clean_failure(&out, "wrong sha256");
     let verify = frontdesk()
         .args(["models", "verify", "smollm2-135m", "--models-dir"])
@@ -145,11 +108,7 @@ fn a_file_that_is_not_gguf_is_named_as_such() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("notes.gguf");
     std::fs::write(&path, "these are not weights").unwrap();
-    let out = frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     assert_clean_failure(&out, "is not a GGUF file");
 }
 
@@ -159,31 +118,15 @@ fn truncated_real_gguf_given_by_path_is_detected() {
     let copy = smollm_copy(dir.path());
     let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
     f.set_len(20_000_000).unwrap();
-    let out = frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&copy)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&copy, None);
     assert_clean_failure(&out, "is truncated: its tensors need");
 }
 
 #[test]
 fn nonexistent_path_and_unknown_name_are_told_apart() {
-    let out = frontdesk()
-        .args([
-            "generate",
-            "--prompt",
-            "hi",
-            "-m",
-            "/nonexistent/model.gguf",
-        ])
-        .output()
-        .unwrap();
+    let out = common::generate_hi("/nonexistent/model.gguf", None);
     assert_clean_failure(&out, "/nonexistent/model.gguf");
-    let out = frontdesk()
-        .args(["generate", "--prompt", "hi", "-m", "gpt-7"])
-        .output()
-        .unwrap();
+    let out = common::generate_hi("gpt-7", None);
     assert_clean_failure(&out, "unknown model 'gpt-7'");
     let out = frontdesk()
         .args([

@@ -27,14 +27,6 @@ fn sampled(seed: u64, max_tokens: usize) -> GenerateOptions {
     }
 }
 
-fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens,
-        sampling: SamplingParams::greedy(),
-        stop_sequences: vec![],
-    }
-}
-
 #[test]
 fn same_seed_same_tokens_and_other_seed_other_tokens() {
     let mut engine = common::load("smollm2-135m");
@@ -82,7 +74,9 @@ fn streamed_pieces_join_to_the_returned_text() {
 fn end_of_turn_token_ends_generation() {
     let mut engine = common::load("smollm2-135m");
     let prompt = chat(&engine, "Reply with just the word: yes");
-    let g = engine.generate(&prompt, &greedy(200), &mut |_| {}).unwrap();
+    let g = engine
+        .generate(&prompt, &common::greedy(200), &mut |_| {})
+        .unwrap();
     assert_eq!(g.stop_reason, StopReason::EndOfTurn, "text: {:?}", g.text);
     assert!(g.tokens.len() < 200);
     assert!(
@@ -96,12 +90,14 @@ fn end_of_turn_token_ends_generation() {
 fn stop_sequence_cuts_the_text_before_it() {
     let mut engine = common::load("smollm2-135m");
     let prompt = chat(&engine, "Count from 1 to 20, separated by commas.");
-    let full = engine.generate(&prompt, &greedy(60), &mut |_| {}).unwrap();
+    let full = engine
+        .generate(&prompt, &common::greedy(60), &mut |_| {})
+        .unwrap();
     assert!(full.text.contains('5'), "unexpected reply: {:?}", full.text);
     let stop = "5";
     let opts = GenerateOptions {
         stop_sequences: vec![stop.into()],
-        ..greedy(60)
+        ..common::greedy(60)
     };
     let cut = engine.generate(&prompt, &opts, &mut |_| {}).unwrap();
     assert_eq!(cut.stop_reason, StopReason::StopSequence);
@@ -112,7 +108,9 @@ fn stop_sequence_cuts_the_text_before_it() {
 fn max_tokens_is_honoured() {
     let mut engine = common::load("smollm2-135m");
     let prompt = chat(&engine, "Write a long essay about the sea.");
-    let g = engine.generate(&prompt, &greedy(5), &mut |_| {}).unwrap();
+    let g = engine
+        .generate(&prompt, &common::greedy(5), &mut |_| {})
+        .unwrap();
     assert_eq!(g.tokens.len(), 5);
     assert_eq!(g.stop_reason, StopReason::MaxTokens);
 }
@@ -122,14 +120,18 @@ fn a_cached_prefix_gives_the_same_output_as_a_fresh_prefill() {
     let mut engine = common::load("smollm2-135m");
     let first = vec![Message::new(Role::User, "My name is Ada. Remember it.")];
     let p1 = engine.chat_prompt(&first).unwrap();
-    let reply = engine.generate(&p1, &greedy(12), &mut |_| {}).unwrap();
+    let reply = engine
+        .generate(&p1, &common::greedy(12), &mut |_| {})
+        .unwrap();
     assert_eq!(reply.stop_reason, StopReason::MaxTokens);
     // The next prompt extends the conversation; all but the last reply token (never fed,
     // as generation stopped on it) are already in the cache.
     let mut p2 = p1.clone();
     p2.extend(&reply.tokens);
     p2.extend(engine.encode("\nWhat is my name?").unwrap());
-    let reused = engine.generate(&p2, &greedy(12), &mut |_| {}).unwrap();
+    let reused = engine
+        .generate(&p2, &common::greedy(12), &mut |_| {})
+        .unwrap();
     assert_eq!(
         reused.reused_prompt_tokens,
         p1.len() + reply.tokens.len() - 1
@@ -137,7 +139,7 @@ fn a_cached_prefix_gives_the_same_output_as_a_fresh_prefill() {
 
     let mut fresh_engine = common::load("smollm2-135m");
     let fresh = fresh_engine
-        .generate(&p2, &greedy(12), &mut |_| {})
+        .generate(&p2, &common::greedy(12), &mut |_| {})
         .unwrap();
     assert_eq!(fresh.reused_prompt_tokens, 0);
     assert_eq!(reused.tokens, fresh.tokens);
@@ -161,10 +163,10 @@ fn small_prefill_batches_give_the_same_greedy_output() {
     );
     assert!(prompt.len() > 21);
     let a = one_batch
-        .generate(&prompt, &greedy(16), &mut |_| {})
+        .generate(&prompt, &common::greedy(16), &mut |_| {})
         .unwrap();
     let b = small_batches
-        .generate(&prompt, &greedy(16), &mut |_| {})
+        .generate(&prompt, &common::greedy(16), &mut |_| {})
         .unwrap();
     assert_eq!(a.tokens, b.tokens);
 }
@@ -174,12 +176,14 @@ fn prompt_longer_than_the_context_is_refused() {
     let mut engine = common::load("smollm2-135m");
     let prompt = vec![100u32; engine.context_length() + 1];
     let err = engine
-        .generate(&prompt, &greedy(4), &mut |_| {})
+        .generate(&prompt, &common::greedy(4), &mut |_| {})
         .unwrap_err();
     assert!(err.to_string().contains("context window"), "{err}");
     // The engine is still usable afterwards.
     let ok = chat(&engine, "Hi");
-    engine.generate(&ok, &greedy(2), &mut |_| {}).unwrap();
+    engine
+        .generate(&ok, &common::greedy(2), &mut |_| {})
+        .unwrap();
 }
 
 #[test]
@@ -204,7 +208,9 @@ fn qwen_default_model_answers_a_simple_question() {
         &engine,
         "What is the capital of France? Answer in one word.",
     );
-    let g = engine.generate(&prompt, &greedy(10), &mut |_| {}).unwrap();
+    let g = engine
+        .generate(&prompt, &common::greedy(10), &mut |_| {})
+        .unwrap();
     assert!(g.text.contains("Paris"), "{:?}", g.text);
     assert_eq!(g.stop_reason, StopReason::EndOfTurn);
 }
@@ -215,6 +221,8 @@ fn gemma3_base_model_loads_and_continues_text() {
     assert_eq!(engine.info.architecture, "gemma3");
     let prompt = engine.raw_prompt("Monday, Tuesday, Wednesday,").unwrap();
     assert_eq!(prompt[0], 2, "Gemma prompts start with <bos>");
-    let g = engine.generate(&prompt, &greedy(4), &mut |_| {}).unwrap();
+    let g = engine
+        .generate(&prompt, &common::greedy(4), &mut |_| {})
+        .unwrap();
     assert!(g.text.contains("Thursday"), "{:?}", g.text);
 }

@@ -6,9 +6,7 @@ mod common;
 use candle_core::quantized::gguf_file::{self, Value};
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
-use frontdesk::runtime::{
-    Engine, GenerateOptions, LoadOptions, ResolvedModel, SamplingParams, StopReason,
-};
+use frontdesk::runtime::{Engine, LoadOptions, ResolvedModel, StopReason};
 use std::path::{Path, PathBuf};
 
 const DIM: usize = 8;
@@ -128,14 +126,6 @@ fn tiny(dir: &Path) -> PathBuf {
     path
 }
 
-fn greedy(max_tokens: usize) -> GenerateOptions {
-    GenerateOptions {
-        max_tokens,
-        sampling: SamplingParams::greedy(),
-        stop_sequences: vec![],
-    }
-}
-
 #[test]
 fn tiny_model_generates_until_its_context_is_full() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +133,9 @@ fn tiny_model_generates_until_its_context_is_full() {
     assert_eq!(engine.context_length(), CONTEXT as usize);
     let prompt = engine.raw_prompt("hello world").unwrap();
     assert_eq!(prompt.len(), 11, "one token per byte");
-    let g = engine.generate(&prompt, &greedy(100), &mut |_| {}).unwrap();
+    let g = engine
+        .generate(&prompt, &common::greedy(100), &mut |_| {})
+        .unwrap();
     // Either the toy model happens to pick its end token, or it runs into the context wall;
     // it may never feed a position past the context.
     match g.stop_reason {
@@ -159,7 +151,7 @@ fn tiny_model_refuses_a_prompt_that_fills_the_context() {
     let mut engine = Engine::load(&local(&tiny(dir.path())), &LoadOptions::default()).unwrap();
     let prompt = engine.raw_prompt(&"x".repeat(CONTEXT as usize)).unwrap();
     let err = engine
-        .generate(&prompt, &greedy(1), &mut |_| {})
+        .generate(&prompt, &common::greedy(1), &mut |_| {})
         .unwrap_err();
     assert!(err.to_string().contains("context window is 24"), "{err}");
 }
@@ -169,11 +161,7 @@ fn unknown_architecture_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("mamba.gguf");
     write_tiny_llama(&path, |m| m[0].1 = Value::String("mamba".into()));
-    let out = common::frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "architecture 'mamba'");
 }
 
@@ -182,11 +170,7 @@ fn missing_hyperparameter_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("nocontext.gguf");
     write_tiny_llama(&path, |m| m.retain(|(k, _)| k != "llama.context_length"));
-    let out = common::frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "missing metadata 'llama.context_length'");
 }
 
@@ -197,11 +181,7 @@ fn missing_weights_are_reported_not_panicked() {
     write_tiny_llama(&path, |m| {
         m.retain(|(k, _)| k != "llama.rope.dimension_count")
     });
-    let out = common::frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "cannot load the weights");
 }
 
@@ -211,11 +191,7 @@ fn truncated_tensor_data_is_detected_before_loading() {
     let path = tiny(dir.path());
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..bytes.len() - 100]).unwrap();
-    let out = common::frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "is truncated");
 }
 
@@ -225,11 +201,7 @@ fn file_cut_inside_the_header_is_damaged() {
     let path = tiny(dir.path());
     let bytes = std::fs::read(&path).unwrap();
     std::fs::write(&path, &bytes[..300]).unwrap();
-    let out = common::frontdesk()
-        .args(["generate", "--prompt", "hi", "-m"])
-        .arg(&path)
-        .output()
-        .unwrap();
+    let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "damaged GGUF");
 }
 

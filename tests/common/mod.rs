@@ -3,7 +3,9 @@
 
 use frontdesk::runtime::catalog::{models_dir, Catalog};
 use frontdesk::runtime::{resolve_model, Engine, LoadOptions, ResolvedModel};
-use std::path::PathBuf;
+use frontdesk::runtime::{GenerateOptions, SamplingParams};
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn repo_models() -> PathBuf {
@@ -73,4 +75,22 @@ pub fn assert_clean_failure(out: &Output, expect: &str) {
         "expected one line, got: {err}"
     );
     assert!(err.contains(expect), "expected '{expect}' in: {err}");
+}
+
+/// `frontdesk generate --prompt hi -m MODEL [--models-dir DIR]`, for the bad-input tests.
+pub fn generate_hi(model: impl AsRef<OsStr>, models_dir: Option<&Path>) -> Output {
+    let mut cmd = frontdesk();
+    cmd.args(["generate", "--prompt", "hi", "-m"]).arg(model);
+    if let Some(dir) = models_dir {
+        cmd.arg("--models-dir").arg(dir);
+    }
+    cmd.output().unwrap()
+}
+
+pub fn greedy(max_tokens: usize) -> GenerateOptions {
+    GenerateOptions {
+        max_tokens,
+        sampling: SamplingParams::greedy(),
+        stop_sequences: vec![],
+    }
 }
