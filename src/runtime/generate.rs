@@ -213,7 +213,14 @@ impl Engine {
         };
         let mut logits = None;
         for chunk in tokens.chunks(batch) {
-            logits = Some(self.model.forward(chunk, self.cached.len())?);
+            match self.model.forward(chunk, self.cached.len()) {
+                Ok(l) => logits = Some(l),
+                Err(e) => {
+                    // Some layers may hold this chunk already: the cache is no longer known.
+                    self.cached.clear();
+                    return Err(e);
+                }
+            }
             self.cached.extend_from_slice(chunk);
         }
         logits.ok_or(RuntimeError::EmptyPrompt)
@@ -238,6 +245,7 @@ impl Engine {
             self.cached.clear();
         }
         let reused = self.cached.len();
+        tracing::debug!("prompt of {} tokens, {reused} already cached", prompt.len());
         let logits = self.feed(&prompt[reused..])?;
         Ok((logits, reused))
     }
