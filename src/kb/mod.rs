@@ -1,9 +1,12 @@
-//! The knowledge base. So far its document side: `walk` finds the files to ingest.
+//! The knowledge base. So far its document side: `walk` finds the files, `loaders` turn each
+//! into a `Document` of sections.
 
 pub mod document;
 pub mod error;
+pub mod loaders;
 pub mod walk;
 
 pub use document::{Document, Format, Section};
 pub use error::{KbError, SkipReason, Skipped};
+pub use loaders::{load_all, load_file, Loaded};
 pub use walk::{walk, SourceFile, WalkOptions, Walked};
