@@ -46,6 +46,8 @@ pub enum SkipReason {
     TooLarge { size: u64, limit: u64 },
     /// NUL bytes in the first 8 KiB of a text format.
     Binary,
+    /// A named pipe, socket or device: reading it could block or never end.
+    NotRegularFile,
     /// The file (or a link on the way to it) could not be read.
     Unreadable { error: String },
     /// A symbolic link pointing back to one of its own parent folders.
@@ -83,6 +85,7 @@ impl fmt::Display for SkipReason {
                 write!(f, "too large ({size} bytes, limit {limit})")
             }
             SkipReason::Binary => write!(f, "binary content (NUL bytes) in a text format"),
+            SkipReason::NotRegularFile => write!(f, "not a regular file (pipe, socket or device)"),
             SkipReason::Unreadable { error } => write!(f, "unreadable: {error}"),
             SkipReason::SymlinkLoop { ancestor } => {
                 write!(f, "symbolic link loop back to {}", ancestor.display())

@@ -124,7 +124,14 @@ fn walk_root(
             });
             continue;
         }
+        if entry.file_type().is_dir() {
+            continue;
+        }
         if !entry.file_type().is_file() {
+            walked.skipped.push(Skipped {
+                path: path.to_path_buf(),
+                reason: SkipReason::NotRegularFile,
+            });
             continue;
         }
         let rel_path = path
@@ -314,6 +321,23 @@ mod tests {
             reason_for(&walked, "broken.md"),
             Some(SkipReason::Unreadable { .. })
         ));
+    }
+
+    #[test]
+    fn named_pipe_is_skipped_without_opening_it() {
+        let dir = TempDir::new().unwrap();
+        let fifo = dir.path().join("pipe.txt");
+        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+        if !made.is_ok_and(|s| s.success()) {
+            return; // no mkfifo on this system
+        }
+        // Opening a pipe for reading blocks until a writer comes: this returning is the test.
+        let walked = walk(&[dir.path()], &WalkOptions::default()).unwrap();
+        assert!(walked.files.is_empty());
+        assert_eq!(
+            reason_for(&walked, "pipe.txt"),
+            Some(SkipReason::NotRegularFile)
+        );
     }
 
     #[test]
