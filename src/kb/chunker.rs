@@ -10,6 +10,16 @@ use std::path::PathBuf;
 use crate::kb::document::Document;
 use crate::kb::error::{KbError, Result};
 
+/// A chunk also stays under this many bytes per token of budget. Real text runs 2–6 bytes per
+/// token; the cap only bites where the counter underrates a text, such as a long unbroken
+/// string (minified code, base64) that `WordEstimate` counts as one word.
+const MAX_BYTES_PER_TOKEN: usize = 16;
+
+/// Whether `text[range]` fits in `tokens`, in tokens and in bytes.
+fn fits(text: &str, range: Range<usize>, tokens: usize, counter: &dyn TokenCounter) -> bool {
+    range.len() <= tokens * MAX_BYTES_PER_TOKEN && counter.count(&text[range]) <= tokens
+}
+
 /// Counts tokens the way the embedding model will see them.
 pub trait TokenCounter {
     fn count(&self, text: &str) -> usize;
@@ -140,7 +150,7 @@ fn chunk_text(text: &str, options: &ChunkOptions, counter: &dyn TokenCounter) ->
     let chunk_start = |prev: Option<&Packed>, first: usize| -> usize {
         let own = units[first].start;
         prev.and_then(|p| overlap_start(p.start, p.end))
-            .filter(|&s| counter.count(&text[s..units[first].end]) <= max)
+            .filter(|&s| fits(text, s..units[first].end, max, counter))
             .unwrap_or(own)
     };
 
@@ -149,7 +159,7 @@ fn chunk_text(text: &str, options: &ChunkOptions, counter: &dyn TokenCounter) ->
     while i < units.len() {
         let start = chunk_start(packed.last(), i);
         let mut j = i + 1;
-        while j < units.len() && counter.count(&text[start..units[j].end]) <= max {
+        while j < units.len() && fits(text, start..units[j].end, max, counter) {
             j += 1;
         }
         packed.push(Packed {
@@ -174,7 +184,7 @@ fn chunk_text(text: &str, options: &ChunkOptions, counter: &dyn TokenCounter) ->
             end: units[moved - 1].end,
         };
         let start = chunk_start(Some(&shorter), moved);
-        if counter.count(&text[start..last.end]) > max {
+        if !fits(text, start..last.end, max, counter) {
             break;
         }
         *prev = shorter;
@@ -188,7 +198,7 @@ fn chunk_text(text: &str, options: &ChunkOptions, counter: &dyn TokenCounter) ->
 /// paragraph too long its sentences, or for a sentence too long its words, or for a word too
 /// long (a URL, a base64 blob) as much of it as fits.
 fn units(text: &str, budget: usize, counter: &dyn TokenCounter) -> Vec<Range<usize>> {
-    let fits = |r: &Range<usize>| counter.count(&text[r.clone()]) <= budget;
+    let fits = |r: &Range<usize>| fits(text, r.clone(), budget, counter);
     let mut out = Vec::new();
     for para in paragraphs(text) {
         if fits(&para) {
@@ -311,7 +321,7 @@ fn word_starts(text: &str) -> Vec<usize> {
     out
 }
 
-/// Cuts one word into the longest pieces within `budget`, at char boundaries. A piece holds
+/// Cuts one word into the longest pieces within `budget` (tokens and bytes), at char boundaries. A piece holds
 /// at least one character, so a counter that rates every character over budget still ends.
 fn split_word(
     text: &str,
@@ -330,7 +340,7 @@ fn split_word(
         let start = bounds[from];
         // Ends from + 1 ..= last; find the furthest that fits (at least from + 1).
         let rest = &bounds[from + 1..];
-        let fitting = rest.partition_point(|&end| counter.count(&text[start..end]) <= budget);
+        let fitting = rest.partition_point(|&end| fits(text, start..end, budget, counter));
         let to = from + fitting.max(1);
         out.push(start..bounds[to]);
         from = to;
@@ -424,6 +434,27 @@ mod tests {
             }
             assert!(text[covered..].trim().is_empty());
         }
+    }
+
+    #[test]
+    fn an_unbroken_string_is_cut_even_when_the_counter_sees_one_word() {
+        let blob = "QUJD".repeat(5000); // 20,000 bytes, one "word" of 2 estimated tokens
+        let d = doc(vec![section(
+            &[],
+            "a",
+            format!("Before.\n\n{blob}\n\nAfter."),
+        )]);
+        let options = ChunkOptions::default();
+        let chunks = chunk_document(&d, &options, &WordEstimate).unwrap();
+        let cap = options.max_tokens * MAX_BYTES_PER_TOKEN;
+        assert!(chunks.len() >= 5, "{}", chunks.len());
+        assert!(chunks.iter().all(|c| c.text.len() <= cap));
+        let joined: String = chunks
+            .iter()
+            .map(|c| c.text.as_str())
+            .collect::<Vec<_>>()
+            .concat();
+        assert_eq!(joined.matches("QUJD").count(), 5000);
     }
 
     #[test]
