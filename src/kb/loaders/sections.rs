@@ -69,8 +69,12 @@ pub struct SectionBuilder {
 
 impl SectionBuilder {
     /// Closes the current section and opens one under `title`, below the open headings of a
-    /// smaller level.
+    /// smaller level. A heading without text (an image, an empty `#`) is ignored: it would
+    /// add a blank name to the heading path.
     pub fn heading(&mut self, level: usize, title: String, anchor: Option<String>) {
+        if title.trim().is_empty() {
+            return;
+        }
         self.flush();
         while self.stack.last().is_some_and(|(l, _, _)| *l >= level) {
             self.stack.pop();
@@ -131,6 +135,8 @@ mod tests {
         s.text.push_inline("in b");
         s.heading(2, "C".into(), None);
         s.text.push_inline("in c");
+        s.heading(3, " ".into(), Some("blank".into())); // ignored
+        s.text.push_inline(" more c");
         s.heading(1, "D".into(), Some("d".into()));
         s.heading(2, "E".into(), Some("e".into())); // D has no text of its own
         s.text.push_inline("in e");
@@ -146,7 +152,7 @@ mod tests {
                 (v(&[]), None, "intro".into()),
                 (v(&["A"]), Some("a".into()), "in a".into()),
                 (v(&["A", "B"]), Some("b".into()), "in b".into()),
-                (v(&["A", "C"]), None, "in c".into()),
+                (v(&["A", "C"]), None, "in c more c".into()),
                 (v(&["D", "E"]), Some("e".into()), "in e".into()),
             ]
         );
