@@ -86,6 +86,8 @@ const PARAGRAPH_BLOCKS: &[&str] = &[
     "steps",
     "tr",
     "tbody",
+    // Titles of tables, examples and figures (section titles become headings instead).
+    "title",
 ];
 const LINE_BLOCKS: &[&str] = &["listitem", "item", "step", "row", "varlistentry", "term"];
 
@@ -262,7 +264,8 @@ mod tests {
     <programlisting>./install --prefix /opt
   done</programlisting>
     <remark>internal note</remark>
-    <section xml:id="upgrade"><title>Upgrading</title><para>Stop it first.</para></section>
+    <section xml:id="upgrade"><title>Upgrading</title><para>Stop it first.</para>
+      <example><title>Example 1</title><para>stop &amp;&amp; upgrade</para></example></section>
     <para>Back in installing.</para>
   </section>
 </article>"#;
@@ -280,7 +283,7 @@ mod tests {
                 (
                     vec!["Admin Guide", "Installing", "Upgrading"],
                     Some("upgrade"),
-                    "Stop it first."
+                    "Stop it first.\n\nExample 1\n\nstop && upgrade"
                 ),
                 (
                     vec!["Admin Guide", "Installing"],
