@@ -341,23 +341,6 @@ mod tests {
     }
 
     #[test]
-    fn unreadable_file_is_skipped() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = TempDir::new().unwrap();
-        let path = write(dir.path(), "secret.md", b"# no");
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o000)).unwrap();
-        if fs::File::open(&path).is_ok() {
-            return; // running as root: permissions do not apply
-        }
-        let walked = walk(&[dir.path()], &WalkOptions::default()).unwrap();
-        assert!(walked.files.is_empty());
-        assert!(matches!(
-            reason_for(&walked, "secret.md"),
-            Some(SkipReason::Unreadable { .. })
-        ));
-    }
-
-    #[test]
     fn file_roots_empty_folders_and_missing_paths() {
         let dir = TempDir::new().unwrap();
         let file = write(dir.path(), "deep/faq.rst", b"FAQ\n===\n");
