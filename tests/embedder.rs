@@ -177,3 +177,27 @@ fn a_corrupt_model_file_is_reported_with_the_fetch_command() {
     assert!(err.contains("truncated"), "{err}");
     assert!(err.contains("scripts/fetch-models minilm-l6"), "{err}");
 }
+
+/// The similarity matrix printed by sentence-transformers' quickstart for all-MiniLM-L6-v2
+/// (PyTorch pipeline), to four decimals: an end-to-end check against the reference
+/// implementation, not only of properties.
+#[test]
+fn similarities_match_the_sentence_transformers_reference() {
+    let e = embedder();
+    let v = e
+        .embed_documents(&[
+            "The weather is lovely today.",
+            "It's so sunny outside!",
+            "He drove to the stadium.",
+        ])
+        .unwrap();
+    let got = [
+        cosine(&v[0], &v[1]),
+        cosine(&v[0], &v[2]),
+        cosine(&v[1], &v[2]),
+    ];
+    let want = [0.6660, 0.1046, 0.1411];
+    for (g, w) in got.iter().zip(want) {
+        assert!((g - w).abs() < 6e-4, "got {got:?}, reference {want:?}");
+    }
+}
