@@ -8,10 +8,15 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+/// The models folder the tests read: `FRONTDESK_MODELS` when set (a worktree whose own
+/// `models/` holds no weights can point at a checkout that has them), else this checkout's.
 pub fn repo_models() -> PathBuf {
-    models_dir(Some(
-        &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
-    ))
+    match std::env::var_os("FRONTDESK_MODELS") {
+        Some(dir) if !dir.is_empty() => models_dir(Some(&PathBuf::from(dir))),
+        _ => models_dir(Some(
+            &PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models"),
+        )),
+    }
 }
 
 /// A catalogue model that the tests need; fails with the command that fetches it.
