@@ -13,6 +13,10 @@
 //! generations. A reader resolves `CURRENT` once and uses that folder, so it sees a whole
 //! generation or the previous one, never half of one. A `.tmp` folder left by a killed ingest
 //! is never named by `CURRENT`, so readers ignore it; the next writer removes it.
+//!
+//! Limit: old generations are deleted right after the switch. A reader that has opened its
+//! files keeps them (POSIX unlink semantics); one that resolved `CURRENT` but had not opened
+//! the files yet gets a not-found error and should resolve `CURRENT` again.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
