@@ -20,6 +20,57 @@ pub enum KbError {
 
     #[error("invalid chunking settings: {reason}")]
     InvalidChunking { reason: String },
+
+    /// The file is not an SQLite database at all (empty, text, another binary).
+    #[error(
+        "{path} is not a knowledge-base database ({reason}) — re-ingest into a new --kb name, \
+         or delete the knowledge-base folder and ingest again"
+    )]
+    NotADatabase { path: PathBuf, reason: String },
+
+    /// An SQLite database, but not one of ours, or of a format version this build cannot read.
+    #[error(
+        "{path} is an SQLite database but not a frontdesk knowledge base ({reason}) — \
+         re-ingest into a new --kb name, or delete the knowledge-base folder and ingest again"
+    )]
+    ForeignDatabase { path: PathBuf, reason: String },
+
+    /// Any other SQLite failure while reading or writing the store.
+    #[error(
+        "knowledge-base database {path}: {error} — check the disk and permissions, or re-ingest"
+    )]
+    Sqlite {
+        path: PathBuf,
+        error: rusqlite::Error,
+    },
+
+    #[error(
+        "vector has {found} dimensions, the index holds {expected} — the embedding model does \
+         not match this knowledge base; re-ingest with the model it was built with, or into a new --kb name"
+    )]
+    VectorDimensions { expected: usize, found: usize },
+
+    /// The vector index refused an operation or its file could not be read.
+    #[error("vector index {path}: {reason} — re-ingest into a new --kb name, or delete the knowledge-base folder")]
+    VectorIndex { path: PathBuf, reason: String },
+
+    #[error(
+        "invalid knowledge-base name {name:?}: {reason} — use letters, digits, '-', '_' or '.'"
+    )]
+    InvalidKbName { name: String, reason: String },
+
+    #[error("knowledge base {name:?} does not exist in {dir} — ingest documents into it first")]
+    KbNotFound { name: String, dir: PathBuf },
+
+    #[error(
+        "another ingest is running on kb {name} ({holder}) — wait for it to finish, or stop it"
+    )]
+    KbLocked { name: String, holder: String },
+
+    #[error(
+        "{path}: {reason} — re-ingest into a new --kb name, or delete the knowledge-base folder"
+    )]
+    BadLayout { path: PathBuf, reason: String },
 }
 
 pub type Result<T, E = KbError> = std::result::Result<T, E>;
@@ -27,6 +78,13 @@ pub type Result<T, E = KbError> = std::result::Result<T, E>;
 impl KbError {
     pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         KbError::Io {
+            path: path.into(),
+            error,
+        }
+    }
+
+    pub(crate) fn sqlite(path: impl Into<PathBuf>, error: rusqlite::Error) -> Self {
+        KbError::Sqlite {
             path: path.into(),
             error,
         }
