@@ -8,6 +8,8 @@ use std::path::PathBuf;
 pub struct Context {
     pub threads: usize,
     pub models_dir: PathBuf,
+    /// Knowledge bases live under `data_dir/kb/NAME`.
+    pub data_dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -33,6 +33,10 @@ pub struct Cli {
     #[arg(long, global = true, env = "FRONTDESK_MODELS", value_name = "DIR")]
     models_dir: Option<PathBuf>,
 
+    /// Where knowledge bases and logs live (default: $FRONTDESK_HOME or ~/.local/share/frontdesk).
+    #[arg(long, global = true, env = "FRONTDESK_HOME", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
     /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
@@ -63,6 +67,9 @@ pub fn run() -> anyhow::Result<ExitCode> {
     let ctx = common::Context {
         threads,
         models_dir: crate::runtime::catalog::models_dir(cli.models_dir.as_deref()),
+        data_dir: cli
+            .data_dir
+            .unwrap_or_else(crate::runtime::catalog::data_dir),
     };
     match cli.command {
         Command::Generate(args) => generate::run(&ctx, args),
