@@ -6,5 +6,6 @@
 //! See ARCHITECTURE.md for the map and the flow of data.
 
 pub mod cli;
+pub mod eval;
 pub mod kb;
 pub mod runtime;

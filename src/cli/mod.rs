@@ -3,8 +3,10 @@
 mod bench;
 mod chat;
 mod common;
+mod eval;
 mod generate;
 mod models;
+mod search;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -20,7 +22,9 @@ Examples:
   frontdesk generate --prompt \"Write a haiku about tea\"
   frontdesk chat --model smollm2-135m
   frontdesk bench --model qwen2.5-coder-0.5b --json
-  frontdesk models";
+  frontdesk models
+  frontdesk search \"How long does a refund take?\" --kb support
+  frontdesk eval retrieval --kb support --questions faq.jsonl";
 
 #[derive(Debug, Parser)]
 #[command(name = "frontdesk", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -51,6 +55,8 @@ enum Command {
     Chat(chat::ChatArgs),
     Bench(bench::BenchArgs),
     Models(models::ModelsArgs),
+    Search(search::SearchArgs),
+    Eval(eval::EvalArgs),
 }
 
 /// Parses the command line and runs one command.
@@ -76,6 +82,8 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Chat(args) => chat::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Models(args) => models::run(&ctx, args),
+        Command::Search(args) => search::run(&ctx, args),
+        Command::Eval(args) => eval::run(&ctx, args),
     }
 }
 

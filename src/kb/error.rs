@@ -59,8 +59,28 @@ pub enum KbError {
     )]
     InvalidKbName { name: String, reason: String },
 
-    #[error("knowledge base {name:?} does not exist in {dir} — ingest documents into it first")]
+    #[error(
+        "knowledge base {name:?} does not exist in {dir} — run: frontdesk ingest --kb {name} FOLDER"
+    )]
     KbNotFound { name: String, dir: PathBuf },
+
+    /// The generation was embedded with another model (or dimension) than the one loaded.
+    #[error(
+        "knowledge base {name:?} was built with the embedding model {found}, this build \
+         searches with {expected} — re-ingest it: frontdesk ingest --kb {name} FOLDER"
+    )]
+    EmbeddingMismatch {
+        name: String,
+        expected: String,
+        found: String,
+    },
+
+    #[error("the search query is empty — give a question or some keywords")]
+    EmptyQuery,
+
+    /// The embedder failed on a query.
+    #[error(transparent)]
+    Embed(#[from] crate::kb::embedder::EmbedError),
 
     #[error(
         "another ingest is running on kb {name} ({holder}) — wait for it to finish, or stop it"

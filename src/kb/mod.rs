@@ -1,7 +1,8 @@
 //! The knowledge base. Its document side: `walk` finds the files, `loaders` turn each into a
 //! `Document` of sections, `chunker` cuts sections into chunks for retrieval, `embedder` turns
 //! chunks and questions into vectors. Its storage: `store` (SQLite with FTS5), `vectors`
-//! (usearch) and `layout` (the folder, generations, lock).
+//! (usearch) and `layout` (the folder, generations, lock). Reading: `search` (BM25, vector,
+//! hybrid).
 
 pub mod chunker;
 pub mod document;
@@ -9,6 +10,7 @@ pub mod embedder;
 pub mod error;
 pub mod layout;
 pub mod loaders;
+pub mod search;
 pub mod store;
 pub mod vectors;
 pub mod walk;
@@ -19,6 +21,7 @@ pub use embedder::{EmbedError, Embedder, EmbedderTokens};
 pub use error::{KbError, SkipReason, Skipped};
 pub use layout::{validate_name, Generation, KbDir, KbWriter, Manifest};
 pub use loaders::{load_all, load_file, Loaded};
+pub use search::{Hit, Mode, Searcher};
 pub use store::{DocumentRecord, Store, StoredChunk};
 pub use vectors::VectorIndex;
 pub use walk::{walk, SourceFile, WalkOptions, Walked};

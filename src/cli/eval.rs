@@ -1,0 +1,132 @@
+//! `frontdesk eval`: measure the assistant against a question set.
+
+use super::common::Context;
+use super::search::open_searcher;
+use crate::eval::{evaluate, read_questions, EvalError};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Measure retrieval (and later answers) against a questions file.
+///
+/// A questions file is JSON Lines, one object per line:
+///   {"id": "q1", "question": "How long do refunds take?", "relevant": ["billing/refunds.md"],
+///    "answer": "...", "answerable": true}
+/// `relevant` holds page paths relative to the folder that was ingested.
+///
+/// Examples:
+///   frontdesk eval retrieval --kb support --questions faq.jsonl
+///   frontdesk eval retrieval --kb support --questions faq.jsonl --json
+///   frontdesk eval retrieval --kb support --questions faq.jsonl --verbose
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct EvalArgs {
+    #[command(subcommand)]
+    action: EvalAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum EvalAction {
+    Retrieval(RetrievalArgs),
+}
+
+/// Search every answerable question in each mode (bm25, vector, hybrid) with k = 10 and
+/// report recall@1/5/10, MRR@10 and nDCG@10 over the distinct pages returned.
+///
+/// Examples:
+///   frontdesk eval retrieval --kb support --questions faq.jsonl --json
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+struct RetrievalArgs {
+    /// The knowledge base to search.
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    kb: String,
+
+    /// The questions, JSON Lines (see `frontdesk eval --help`).
+    #[arg(long, value_name = "FILE.jsonl")]
+    questions: PathBuf,
+
+    /// Print {"questions", "modes": {"bm25": {...}, "vector": {...}, "hybrid": {...}}}.
+    #[arg(long)]
+    json: bool,
+
+    /// List, for each mode, the questions whose relevant pages were missed (to stderr with
+    /// --json).
+    #[arg(long)]
+    verbose: bool,
+}
+
+pub fn run(ctx: &Context, args: EvalArgs) -> anyhow::Result<ExitCode> {
+    match args.action {
+        EvalAction::Retrieval(args) => retrieval(ctx, args),
+    }
+}
+
+fn retrieval(ctx: &Context, args: RetrievalArgs) -> anyhow::Result<ExitCode> {
+    let questions = read_questions(&args.questions)?;
+    if !questions
+        .iter()
+        .any(|q| q.answerable && !q.relevant.is_empty())
+    {
+        return Err(EvalError::NoQuestions {
+            path: args.questions,
+        }
+        .into());
+    }
+    let searcher = open_searcher(ctx, &args.kb)?;
+    let report = evaluate(&searcher, &questions)?;
+    if args.verbose {
+        let mut lines = Vec::new();
+        for m in &report.misses {
+            lines.push(format!(
+                "[{}] {} {:?}: missed {} (top: {})",
+                m.mode,
+                m.id,
+                m.question,
+                m.missed.join(", "),
+                if m.returned.is_empty() {
+                    "nothing".to_string()
+                } else {
+                    m.returned.join(", ")
+                }
+            ));
+        }
+        if lines.is_empty() {
+            lines.push("no misses".to_string());
+        }
+        for line in lines {
+            if args.json {
+                eprintln!("{line}");
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{} questions, k = {}, knowledge base {:?}",
+        report.questions,
+        crate::eval::retrieval::EVAL_K,
+        args.kb
+    );
+    println!(
+        "{:<8} {:>9} {:>9} {:>10} {:>7} {:>8}",
+        "mode", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"
+    );
+    for mode in crate::kb::Mode::ALL {
+        let s = report.modes[mode.name()];
+        println!(
+            "{:<8} {:>9.3} {:>9.3} {:>10.3} {:>7.3} {:>8.3}",
+            mode.name(),
+            s.recall_1,
+            s.recall_5,
+            s.recall_10,
+            s.mrr_10,
+            s.ndcg_10
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
