@@ -31,10 +31,12 @@ enum EvalAction {
 }
 
 /// Search every answerable question in each mode (bm25, vector, hybrid) with k = 10 and
-/// report recall@1/5/10, MRR@10 and nDCG@10 over the distinct pages returned.
+/// report recall@1/5/10, MRR@10 and nDCG@10 over the distinct pages returned. With
+/// --verbose (-v), also list each question's missed pages per mode (to stderr with --json).
 ///
 /// Examples:
 ///   frontdesk eval retrieval --kb support --questions faq.jsonl --json
+///   frontdesk eval retrieval --kb support --questions faq.jsonl --verbose
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 struct RetrievalArgs {
@@ -49,11 +51,8 @@ struct RetrievalArgs {
     /// Print {"questions", "modes": {"bm25": {...}, "vector": {...}, "hybrid": {...}}}.
     #[arg(long)]
     json: bool,
-
-    /// List, for each mode, the questions whose relevant pages were missed (to stderr with
-    /// --json).
-    #[arg(long)]
-    verbose: bool,
+    // --verbose / -v is the global flag (it also raises the log level): it lists, for each
+    // mode, the questions whose relevant pages were missed (to stderr with --json).
 }
 
 pub fn run(ctx: &Context, args: EvalArgs) -> anyhow::Result<ExitCode> {
@@ -75,7 +74,7 @@ fn retrieval(ctx: &Context, args: RetrievalArgs) -> anyhow::Result<ExitCode> {
     }
     let searcher = open_searcher(ctx, &args.kb)?;
     let report = evaluate(&searcher, &questions)?;
-    if args.verbose {
+    if ctx.verbose > 0 {
         let mut lines = Vec::new();
         for m in &report.misses {
             lines.push(format!(

@@ -76,6 +76,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         data_dir: cli
             .data_dir
             .unwrap_or_else(crate::runtime::catalog::data_dir),
+        verbose: cli.verbose,
     };
     match cli.command {
         Command::Generate(args) => generate::run(&ctx, args),
