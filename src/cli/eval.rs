@@ -30,8 +30,11 @@ enum EvalAction {
     Retrieval(RetrievalArgs),
 }
 
-/// Search every answerable question in each mode (bm25, vector, hybrid) with k = 10 and
-/// report recall@1/5/10, MRR@10 and nDCG@10 over the distinct pages returned. With
+/// Score the search modes on a questions file (recall, MRR, nDCG).
+///
+/// Searches every answerable question in each mode (bm25, vector, hybrid) with k = 10 and
+/// reports recall@1/5/10, MRR@10 and nDCG@10 (binary relevance) over the distinct pages
+/// returned, averaged over the questions; unanswerable questions are left out. With
 /// --verbose (-v), also list each question's missed pages per mode (to stderr with --json).
 ///
 /// Examples:
@@ -40,7 +43,7 @@ enum EvalAction {
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 struct RetrievalArgs {
-    /// The knowledge base to search.
+    /// The knowledge base to search (made by `frontdesk ingest --kb NAME`).
     #[arg(long, default_value = "default", value_name = "NAME")]
     kb: String,
 
