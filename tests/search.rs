@@ -435,3 +435,20 @@ fn cli_eval_malformed_line_names_it() {
     ]);
     common::assert_clean_failure(&out, "line 2");
 }
+
+#[test]
+fn help_explains_search_and_eval_with_examples() {
+    for args in [
+        &["search", "--help"][..],
+        &["eval", "--help"][..],
+        &["eval", "retrieval", "--help"][..],
+    ] {
+        let out = common::frontdesk().args(args).output().unwrap();
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let help = common::stdout(&out);
+        assert!(
+            help.contains("Examples:") && help.contains(&format!("frontdesk {}", args[0])),
+            "{args:?}: {help}"
+        );
+    }
+}
