@@ -120,7 +120,8 @@ fn manifest(model: &str, documents: u64, chunks: u64) -> Manifest {
     }
 }
 
-/// Builds `help` (the documents above) and `oldmodel` (a manifest naming another model) once.
+/// Builds `help` (the documents above), `oldmodel` (a manifest naming another model) and
+/// `empty` once.
 fn fixture() -> &'static Fixture {
     static FIXTURE: OnceLock<Fixture> = OnceLock::new();
     FIXTURE.get_or_init(|| {
@@ -134,6 +135,14 @@ fn fixture() -> &'static Fixture {
         pending
             .write_manifest(&manifest("some-other-model", 0, 0))
             .unwrap();
+        writer.publish(pending).unwrap();
+
+        // `empty`: a published generation with a store of no documents and no vector file.
+        let empty = KbDir::new(&data_dir, "empty").unwrap();
+        let mut writer = empty.lock().unwrap();
+        let pending = writer.begin().unwrap();
+        drop(Store::create(&pending.store_path()).unwrap());
+        pending.write_manifest(&manifest(MODEL_NAME, 0, 0)).unwrap();
         writer.publish(pending).unwrap();
 
         let kb = KbDir::new(&data_dir, KB).unwrap();
@@ -332,6 +341,20 @@ fn cli_search_empty_query_is_a_clean_error() {
 fn cli_search_other_embedding_model_says_reingest() {
     let out = cli(&["search", "refund", "--kb", "oldmodel"]);
     common::assert_clean_failure(&out, "re-ingest");
+}
+
+#[test]
+fn cli_search_empty_kb_finds_nothing() {
+    for mode in ["bm25", "vector", "hybrid"] {
+        let out = cli(&[
+            "search", "refund", "--kb", "empty", "--mode", mode, "--json",
+        ]);
+        assert!(out.status.success(), "{}", common::stderr(&out));
+        let hits: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(hits, serde_json::json!([]), "{mode}");
+    }
+    let out = cli(&["search", "refund", "--kb", "empty"]);
+    assert!(common::stdout(&out).contains("no matches"));
 }
 
 fn write(name: &str, text: &str) -> PathBuf {

@@ -91,7 +91,13 @@ impl Searcher {
             });
         }
         let store = Store::open_read_only(&generation.store_path())?;
-        let vectors = VectorIndex::load(&generation.vectors_path(), manifest.dimensions)?;
+        let vectors_path = generation.vectors_path();
+        // A knowledge base of no chunks may have been published without a vector file.
+        let vectors = if manifest.chunks == 0 && !vectors_path.exists() {
+            VectorIndex::create(manifest.dimensions, 0)?
+        } else {
+            VectorIndex::load(&vectors_path, manifest.dimensions)?
+        };
         Ok(Searcher {
             generation,
             store,
