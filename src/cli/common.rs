@@ -10,6 +10,8 @@ pub struct Context {
     pub models_dir: PathBuf,
     /// Knowledge bases live under `data_dir/kb/NAME`.
     pub data_dir: PathBuf,
+    /// How many times -v/--verbose was given.
+    pub verbose: u8,
 }
 
 #[derive(Debug, Clone, Args)]

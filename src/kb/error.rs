@@ -71,6 +71,17 @@ pub enum KbError {
         "{path}: {reason} — re-ingest into a new --kb name, or delete the knowledge-base folder"
     )]
     BadLayout { path: PathBuf, reason: String },
+
+    /// An ingest found no file it could load; nothing was published.
+    #[error(
+        "no documents to ingest in {roots} ({skipped} files skipped) — give a folder with \
+         Markdown, HTML, text, PDF or XML documents (--verbose lists why each file was skipped)"
+    )]
+    NothingToIngest { roots: String, skipped: usize },
+
+    /// The embedding model could not be loaded or run.
+    #[error(transparent)]
+    Embed(#[from] crate::kb::embedder::EmbedError),
 }
 
 pub type Result<T, E = KbError> = std::result::Result<T, E>;
