@@ -26,6 +26,9 @@ use crate::kb::vectors::VectorIndex;
 use crate::kb::walk::{walk, SourceFile, WalkOptions};
 use crate::runtime::catalog::Catalog;
 
+/// Embedding runs over this many batches of texts between two progress updates.
+const EMBED_WINDOW_BATCHES: usize = 4;
+
 /// How to ingest.
 #[derive(Debug, Clone)]
 pub struct IngestOptions {
@@ -84,6 +87,8 @@ pub struct IngestReport {
     pub unchanged: usize,
     pub removed: usize,
     pub chunks_embedded: usize,
+    /// Seconds spent embedding.
+    pub embed_seconds: f64,
     /// Documents and chunks in the published generation.
     pub documents: u64,
     pub chunks: u64,
@@ -94,12 +99,12 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
-    /// Chunks embedded per second of the whole ingest (0 when nothing was embedded).
+    /// Chunks embedded per second of embedding (0 when nothing was embedded).
     pub fn chunks_per_second(&self) -> f64 {
         if self.chunks_embedded == 0 {
             0.0
         } else {
-            self.chunks_embedded as f64 / self.seconds.max(1e-9)
+            self.chunks_embedded as f64 / self.embed_seconds.max(1e-9)
         }
     }
 }
@@ -119,7 +124,7 @@ pub fn ingest(
     progress: &dyn IngestProgress,
 ) -> Result<IngestReport> {
     let started = Instant::now();
-    // A typo in a root fails here, before the knowledge base is touched.
+    // A typo in a root fails here, before the knowledge base folder is created.
     let walked = walk(roots, &options.walk)?;
     let mut report = IngestReport {
         files_seen: walked.files.len() + walked.skipped.len(),
@@ -127,6 +132,8 @@ pub fn ingest(
         ..IngestReport::default()
     };
 
+    // The lock comes before the expensive part, so a second ingest fails at once.
+    let mut writer = kb.lock()?;
     progress.start(Stage::Loading, walked.files.len() as u64);
     let mut loaded = Vec::with_capacity(walked.files.len());
     for file in &walked.files {
@@ -154,7 +161,6 @@ pub fn ingest(
     let mut seen_paths = HashSet::new();
     loaded.retain(|d| seen_paths.insert(d.record.path.clone()));
 
-    let mut writer = kb.lock()?;
     let previous = kb.current()?;
     let embedder = Embedder::load(&options.models_dir)?;
     let dimensions = embedder.dimensions();
@@ -213,20 +219,31 @@ pub fn ingest(
         }
     }
 
-    let total_chunks: usize = work.iter().map(|(_, chunks, _)| chunks.len()).sum();
-    progress.start(Stage::Embedding, total_chunks as u64);
-    let mut embedded = Vec::with_capacity(work.len());
-    for (doc, chunks, existed) in work {
-        let mut doc_vectors = Vec::with_capacity(chunks.len());
-        for batch in chunks.chunks(BATCH_SIZE) {
-            let texts: Vec<&str> = batch.iter().map(|c| c.text.as_str()).collect();
-            doc_vectors.extend(embedder.embed_documents(&texts)?);
-            progress.advance(Stage::Embedding, batch.len() as u64);
-        }
-        report.chunks_embedded += chunks.len();
-        embedded.push((doc, chunks, doc_vectors, existed));
+    // Chunks of all documents embedded together, so small documents still fill batches.
+    let texts: Vec<&str> = work
+        .iter()
+        .flat_map(|(_, chunks, _)| chunks.iter().map(|c| c.text.as_str()))
+        .collect();
+    progress.start(Stage::Embedding, texts.len() as u64);
+    let embed_started = Instant::now();
+    let mut all_vectors = Vec::with_capacity(texts.len());
+    for window in texts.chunks(BATCH_SIZE * EMBED_WINDOW_BATCHES) {
+        all_vectors.extend(embedder.embed_documents(window)?);
+        progress.advance(Stage::Embedding, window.len() as u64);
     }
+    report.embed_seconds = embed_started.elapsed().as_secs_f64();
+    report.chunks_embedded = texts.len();
+    drop(texts);
     progress.finish(Stage::Embedding);
+
+    let mut all_vectors = all_vectors.into_iter();
+    let embedded: Vec<_> = work
+        .into_iter()
+        .map(|(doc, chunks, existed)| {
+            let doc_vectors: Vec<Vec<f32>> = all_vectors.by_ref().take(chunks.len()).collect();
+            (doc, chunks, doc_vectors, existed)
+        })
+        .collect();
 
     progress.start(Stage::Indexing, embedded.len() as u64);
     for (doc, chunks, doc_vectors, existed) in embedded {
