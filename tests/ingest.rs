@@ -321,7 +321,8 @@ fn killed_ingest_leaves_the_previous_generation_current() {
             &format!("topic-{i:02}.md"),
             &format!(
                 "# Topic {i}\n\nQuestion {i} is about order number {i} and its delivery.\n\n\
-                 ## Details\n\nCustomers asking about item {i} should check the tracking page.\n"
+                 ## Details\n\nCustomers asking about item {i} should check the tracking page.\n\n\
+                 ## Returns\n\nItem {i} can be sent back within thirty days in its original box.\n"
             ),
         );
     }
@@ -335,8 +336,8 @@ fn killed_ingest_leaves_the_previous_generation_current() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // Wait until the pending generation exists (the ingest holds the lock and is embedding),
-    // then a little longer, then kill -9.
+    // Wait until the pending generation exists (the ingest holds the lock and is embedding
+    // 120 chunks, several seconds here), then a little longer, then kill -9.
     let pending = kb_dir.join(format!("gen-{}.tmp", before.0 + 1));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pending.exists() && Instant::now() < deadline {
