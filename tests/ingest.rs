@@ -293,6 +293,43 @@ fn corrupt_store_is_reported_with_what_to_do() {
 }
 
 #[test]
+fn corrupt_vectors_or_missing_model_fail_cleanly_and_keep_the_kb() {
+    let docs = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    tiny_folder(docs.path());
+    run_ingest(data.path(), "vec", docs.path());
+    let before = snapshot(data.path(), "vec");
+
+    let no_models = tempfile::tempdir().unwrap();
+    let out = frontdesk()
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--models-dir")
+        .arg(no_models.path())
+        .args(["ingest", "--kb", "vec"])
+        .arg(docs.path())
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, "scripts/fetch-models minilm-l6");
+    assert_eq!(snapshot(data.path(), "vec"), before);
+
+    let generation = KbDir::new(data.path(), "vec")
+        .unwrap()
+        .open_current()
+        .unwrap();
+    std::fs::write(generation.vectors_path(), "not an index ".repeat(100)).unwrap();
+    let out = cli_ingest(data.path(), "vec", &[docs.path()]);
+    assert_clean_failure(&out, "re-ingest into a new --kb name");
+    assert!(
+        stderr(&out).contains(&generation.vectors_path().display().to_string()),
+        "{}",
+        stderr(&out)
+    );
+    let kb = KbDir::new(data.path(), "vec").unwrap();
+    assert_eq!(kb.open_current().unwrap().number, before.0);
+}
+
+#[test]
 fn second_ingest_while_locked_is_refused() {
     let docs = tempfile::tempdir().unwrap();
     let data = tempfile::tempdir().unwrap();

@@ -2,7 +2,8 @@
 //! published generation of a knowledge base.
 //!
 //! Incremental and atomic: the next generation starts as a copy of the published one (its
-//! `kb.sqlite` and `vectors.usearch`), so the published files are never written to. A document
+//! `kb.sqlite` copied, its `vectors.usearch` read into memory and saved into the new folder),
+//! so the published files are never written to. A document
 //! whose path and content hash match the stored one is kept as it is; a changed or new one is
 //! chunked and embedded again; one no longer found under the roots is removed. Only a complete
 //! generation is published. An ingest that fails or is killed before `publish` leaves the
@@ -183,12 +184,12 @@ pub fn ingest(
                     });
                 }
             }
+            // The index is read into memory and saved into the new generation at the end, so
+            // loading it from the published file leaves that file as it is (and an error
+            // names it).
+            let vectors = VectorIndex::load(&current.vectors_path(), dimensions)?;
             copy(&current.store_path(), &pending.store_path())?;
-            copy(&current.vectors_path(), &pending.vectors_path())?;
-            (
-                Store::open(&pending.store_path())?,
-                VectorIndex::load(&pending.vectors_path(), dimensions)?,
-            )
+            (Store::open(&pending.store_path())?, vectors)
         }
         None => (
             Store::create(&pending.store_path())?,
