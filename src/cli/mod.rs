@@ -5,6 +5,7 @@ mod chat;
 mod common;
 mod eval;
 mod generate;
+mod ingest;
 mod models;
 mod search;
 
@@ -21,6 +22,7 @@ Examples:
   scripts/fetch-models                         # fetch the default model (once)
   frontdesk generate --prompt \"Write a haiku about tea\"
   frontdesk chat --model smollm2-135m
+  frontdesk ingest ./docs --kb support
   frontdesk bench --model qwen2.5-coder-0.5b --json
   frontdesk models
   frontdesk search \"How long does a refund take?\" --kb support
@@ -41,7 +43,8 @@ pub struct Cli {
     #[arg(long, global = true, env = "FRONTDESK_HOME", value_name = "DIR")]
     data_dir: Option<PathBuf>,
 
-    /// Log more (-v: info, -vv: debug). RUST_LOG overrides.
+    /// Say more (-v: info logs and, for ingest, every skipped file; -vv: debug). RUST_LOG
+    /// overrides the log level.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,
 
@@ -53,6 +56,7 @@ pub struct Cli {
 enum Command {
     Generate(generate::GenerateArgs),
     Chat(chat::ChatArgs),
+    Ingest(ingest::IngestArgs),
     Bench(bench::BenchArgs),
     Models(models::ModelsArgs),
     Search(search::SearchArgs),
@@ -81,6 +85,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Chat(args) => chat::run(&ctx, args),
+        Command::Ingest(args) => ingest::run(&ctx, args),
         Command::Bench(args) => bench::run(&ctx, args),
         Command::Models(args) => models::run(&ctx, args),
         Command::Search(args) => search::run(&ctx, args),

@@ -78,10 +78,6 @@ pub enum KbError {
     #[error("the search query is empty — give a question or some keywords")]
     EmptyQuery,
 
-    /// The embedder failed on a query.
-    #[error(transparent)]
-    Embed(#[from] crate::kb::embedder::EmbedError),
-
     #[error(
         "another ingest is running on kb {name} ({holder}) — wait for it to finish, or stop it"
     )]
@@ -91,6 +87,17 @@ pub enum KbError {
         "{path}: {reason} — re-ingest into a new --kb name, or delete the knowledge-base folder"
     )]
     BadLayout { path: PathBuf, reason: String },
+
+    /// An ingest found no file it could load; nothing was published.
+    #[error(
+        "no documents to ingest in {roots} ({skipped} files skipped) — give a folder with \
+         Markdown, HTML, text, PDF or XML documents (--verbose lists why each file was skipped)"
+    )]
+    NothingToIngest { roots: String, skipped: usize },
+
+    /// The embedding model could not be loaded or run.
+    #[error(transparent)]
+    Embed(#[from] crate::kb::embedder::EmbedError),
 }
 
 pub type Result<T, E = KbError> = std::result::Result<T, E>;
