@@ -1,6 +1,7 @@
 //! scripts/fetch-models on packages the test builds itself: reassembly of parts, hash
 //! verification, idempotence, and never a half-written file under the final name.
 
+use frontdesk::runtime::catalog::sha256_hex;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -25,14 +26,6 @@ fn wheel(dir: &Path, package: &str, member: &str, bytes: &[u8]) {
         .unwrap();
     assert!(status.success());
     std::fs::remove_file(data).unwrap();
-}
-
-fn sha256_hex(data: &[u8]) -> String {
-    use sha2::Digest;
-    sha2::Sha256::digest(data)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 fn catalog(dir: &Path, size: usize, sha: &str) -> PathBuf {

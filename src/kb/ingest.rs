@@ -14,8 +14,6 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use sha2::{Digest, Sha256};
-
 use crate::kb::chunker::{chunk_document, ChunkOptions};
 use crate::kb::document::Document;
 use crate::kb::embedder::{EmbedError, Embedder, BATCH_SIZE, MODEL_NAME};
@@ -25,7 +23,7 @@ use crate::kb::loaders::parse;
 use crate::kb::store::{DocumentRecord, Store};
 use crate::kb::vectors::VectorIndex;
 use crate::kb::walk::{walk, SourceFile, WalkOptions};
-use crate::runtime::catalog::Catalog;
+use crate::runtime::catalog::{sha256_hex, Catalog};
 
 /// Embedding runs over this many batches of texts between two progress updates.
 const EMBED_WINDOW_BATCHES: usize = 4;
@@ -314,7 +312,7 @@ fn load(file: &SourceFile, max_bytes: u64) -> std::result::Result<LoadedDoc, Ski
             limit: max_bytes,
         });
     }
-    let sha256 = hex(&Sha256::digest(&bytes));
+    let sha256 = sha256_hex(&bytes);
     let document = parse(file.format, &file.rel_path, &bytes)?;
     let record = DocumentRecord {
         path: store_path(&file.rel_path),
@@ -333,10 +331,6 @@ fn store_path(rel: &Path) -> String {
         .map(|c| c.as_os_str().to_string_lossy())
         .collect::<Vec<_>>()
         .join("/")
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn copy(from: &Path, to: &Path) -> Result<()> {
@@ -369,12 +363,6 @@ mod tests {
     fn store_paths_use_forward_slashes() {
         assert_eq!(store_path(Path::new("a/b/c.md")), "a/b/c.md");
         assert_eq!(store_path(Path::new("c.md")), "c.md");
-    }
-
-    #[test]
-    fn hex_is_lowercase_two_digits_per_byte() {
-        assert_eq!(hex(&[0x00, 0x0f, 0xab]), "000fab");
-        assert_eq!(hex(&Sha256::digest(b"")).len(), 64);
     }
 
     #[test]
