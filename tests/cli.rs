@@ -13,6 +13,13 @@ fn smollm_copy(dir: &std::path::Path) -> std::path::PathBuf {
     dst
 }
 
+fn truncated_smollm_copy(dir: &std::path::Path, len: u64) -> std::path::PathBuf {
+    let copy = smollm_copy(dir);
+    let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
+    f.set_len(len).unwrap();
+    copy
+}
+
 #[test]
 fn streamed_output_equals_json_output() {
     let args = [
@@ -48,16 +55,19 @@ fn missing_model_names_the_fetch_command() {
 #[test]
 fn default_model_is_the_catalogue_default() {
     let empty = tempfile::tempdir().unwrap();
-    let out = common::generate_hi("qwen2.5-coder-0.5b", Some(empty.path()));
+    // No -m: the default must come from the catalogue.
+    let out = frontdesk()
+        .args(["generate", "--prompt", "hi", "--models-dir"])
+        .arg(empty.path())
+        .output()
+        .unwrap();
     assert_clean_failure(&out, "scripts/fetch-models qwen2.5-coder-0.5b");
 }
 
 #[test]
 fn truncated_catalogue_file_is_reported_with_sizes() {
     let dir = tempfile::tempdir().unwrap();
-    let copy = smollm_copy(dir.path());
-    let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
-    f.set_len(1_000_000).unwrap();
+    truncated_smollm_copy(dir.path(), 1_000_000);
     let out = common::generate_hi("smollm2-135m", Some(dir.path()));
     assert_clean_failure(&out, "truncated: expected 98362432 bytes, found 1000000");
 }
@@ -115,9 +125,7 @@ fn a_file_that_is_not_gguf_is_named_as_such() {
 #[test]
 fn truncated_real_gguf_given_by_path_is_detected() {
     let dir = tempfile::tempdir().unwrap();
-    let copy = smollm_copy(dir.path());
-    let f = std::fs::OpenOptions::new().write(true).open(&copy).unwrap();
-    f.set_len(20_000_000).unwrap();
+    let copy = truncated_smollm_copy(dir.path(), 20_000_000);
     let out = common::generate_hi(&copy, None);
     assert_clean_failure(&out, "is truncated: its tensors need");
 }
