@@ -352,14 +352,18 @@ fn killed_ingest_leaves_the_previous_generation_current() {
     let before = snapshot(data.path(), "kill");
 
     let many = tempfile::tempdir().unwrap();
-    for i in 0..40 {
+    // Enough text to keep the embedder busy for seconds even with the integer kernels.
+    let filler = "Customers asking about this item should check the tracking page first, \
+                  then write to support with the order number and a photo of the parcel. "
+        .repeat(12);
+    for i in 0..100 {
         write(
             many.path(),
-            &format!("topic-{i:02}.md"),
+            &format!("topic-{i:03}.md"),
             &format!(
                 "# Topic {i}\n\nQuestion {i} is about order number {i} and its delivery.\n\n\
-                 ## Details\n\nCustomers asking about item {i} should check the tracking page.\n\n\
-                 ## Returns\n\nItem {i} can be sent back within thirty days in its original box.\n"
+                 ## Details\n\nItem {i}. {filler}\n\n\
+                 ## Returns\n\nItem {i} can be sent back within thirty days. {filler}\n"
             ),
         );
     }
@@ -374,14 +378,14 @@ fn killed_ingest_leaves_the_previous_generation_current() {
         .spawn()
         .unwrap();
     // Wait until the pending generation exists (the ingest holds the lock and is embedding
-    // 120 chunks, several seconds here), then a little longer, then kill -9.
+    // over a thousand chunks, several seconds), then a little longer, then kill -9.
     let pending = kb_dir.join(format!("gen-{}.tmp", before.0 + 1));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !pending.exists() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(pending.exists(), "the ingest never started a generation");
-    std::thread::sleep(Duration::from_millis(1500));
+    std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     let status = child.wait().unwrap();
     assert!(
@@ -398,10 +402,10 @@ fn killed_ingest_leaves_the_previous_generation_current() {
 
     let out = cli_ingest(data.path(), "kill", &[many.path()]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("40 added"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("100 added"), "{}", stdout(&out));
     let (number, store, vectors) = open(data.path(), "kill");
     assert!(number > before.0);
-    assert_eq!(store.counts().unwrap().0, 40);
+    assert_eq!(store.counts().unwrap().0, 100);
     assert_eq!(vectors.len() as u64, store.counts().unwrap().1);
     let leftovers: Vec<_> = std::fs::read_dir(&kb_dir)
         .unwrap()

@@ -111,6 +111,7 @@ fn manifest(model: &str, documents: u64, chunks: u64) -> Manifest {
         embedding_model: EmbeddingModel {
             name: model.to_string(),
             sha256: String::new(),
+            text: String::new(),
         },
         dimensions: 384,
         chunking: ChunkSettings::from(&ChunkOptions::default()),
@@ -412,9 +413,25 @@ fn cli_eval_retrieval_json() {
             .collect();
         assert_eq!(
             keys,
-            HashSet::from(["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"])
+            HashSet::from([
+                "recall@1",
+                "recall@5",
+                "recall@10",
+                "mrr@10",
+                "ndcg@10",
+                "latency_ms"
+            ])
         );
-        for v in scores.as_object().unwrap().values() {
+        let latency = &scores["latency_ms"];
+        let (p50, p95) = (
+            latency["p50"].as_f64().unwrap(),
+            latency["p95"].as_f64().unwrap(),
+        );
+        assert!(p50 > 0.0 && p50 <= p95, "{latency}");
+        for (key, v) in scores.as_object().unwrap() {
+            if key == "latency_ms" {
+                continue;
+            }
             let v = v.as_f64().unwrap();
             assert!((0.0..=1.0).contains(&v));
         }

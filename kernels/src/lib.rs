@@ -6,3 +6,5 @@
 //! application.
 
 pub mod cpu;
+pub mod int8;
+pub mod vector;

@@ -115,19 +115,22 @@ fn retrieval(ctx: &Context, args: RetrievalArgs) -> anyhow::Result<ExitCode> {
         args.kb
     );
     println!(
-        "{:<8} {:>9} {:>9} {:>10} {:>7} {:>8}",
-        "mode", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"
+        "{:<8} {:>9} {:>9} {:>10} {:>7} {:>8} {:>8} {:>8}",
+        "mode", "recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "p50 ms", "p95 ms"
     );
     for mode in crate::kb::Mode::ALL {
-        let s = report.modes[mode.name()];
+        let m = report.modes[mode.name()];
+        let s = m.scores;
         println!(
-            "{:<8} {:>9.3} {:>9.3} {:>10.3} {:>7.3} {:>8.3}",
+            "{:<8} {:>9.3} {:>9.3} {:>10.3} {:>7.3} {:>8.3} {:>8.1} {:>8.1}",
             mode.name(),
             s.recall_1,
             s.recall_5,
             s.recall_10,
             s.mrr_10,
-            s.ndcg_10
+            s.ndcg_10,
+            m.latency_ms.p50,
+            m.latency_ms.p95
         );
     }
     Ok(ExitCode::SUCCESS)

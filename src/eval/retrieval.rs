@@ -6,6 +6,7 @@ use crate::kb::{KbError, Mode, Searcher};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 /// Hits read per question and mode.
 pub const EVAL_K: usize = 10;
@@ -168,6 +169,41 @@ impl ModeScores {
     }
 }
 
+/// Search latency of one mode over the questions, in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `samples` (zeros for none).
+    pub fn of(samples: &[f64]) -> Latency {
+        let mut sorted = samples.to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let at = |q: f64| {
+            if sorted.is_empty() {
+                0.0
+            } else {
+                let rank = (q * sorted.len() as f64).ceil() as usize;
+                sorted[rank.clamp(1, sorted.len()) - 1]
+            }
+        };
+        Latency {
+            p50: at(0.50),
+            p95: at(0.95),
+        }
+    }
+}
+
+/// One mode's averages and latency: the DESIGN keys plus `latency_ms`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct ModeReport {
+    #[serde(flatten)]
+    pub scores: ModeScores,
+    pub latency_ms: Latency,
+}
+
 /// The relevant pages one mode did not return in its first 10 for one question.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QuestionMisses {
@@ -183,7 +219,7 @@ pub struct QuestionMisses {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RetrievalReport {
     pub questions: usize,
-    pub modes: BTreeMap<&'static str, ModeScores>,
+    pub modes: BTreeMap<&'static str, ModeReport>,
     #[serde(skip)]
     pub misses: Vec<QuestionMisses>,
 }
@@ -198,12 +234,12 @@ pub fn evaluate(searcher: &Searcher, questions: &[Question]) -> Result<Retrieval
     let mut misses = Vec::new();
     for mode in Mode::ALL {
         let mut scores = Vec::with_capacity(used.len());
+        let mut millis = Vec::with_capacity(used.len());
         for q in &used {
-            let ranked: Vec<String> = searcher
-                .search(&q.question, EVAL_K, mode)?
-                .into_iter()
-                .map(|h| h.path)
-                .collect();
+            let started = Instant::now();
+            let hits = searcher.search(&q.question, EVAL_K, mode)?;
+            millis.push(started.elapsed().as_secs_f64() * 1e3);
+            let ranked: Vec<String> = hits.into_iter().map(|h| h.path).collect();
             scores.push(ModeScores::of(&ranked, &q.relevant));
             let missed: Vec<String> = q
                 .relevant
@@ -221,7 +257,13 @@ pub fn evaluate(searcher: &Searcher, questions: &[Question]) -> Result<Retrieval
                 });
             }
         }
-        modes.insert(mode.name(), ModeScores::mean(&scores));
+        modes.insert(
+            mode.name(),
+            ModeReport {
+                scores: ModeScores::mean(&scores),
+                latency_ms: Latency::of(&millis),
+            },
+        );
     }
     Ok(RetrievalReport {
         questions: used.len(),
@@ -322,5 +364,19 @@ mod tests {
         let qs = read_questions(&path).unwrap();
         assert_eq!(qs.len(), 2);
         assert!(!qs[1].answerable);
+    }
+
+    #[test]
+    fn latency_percentiles_use_nearest_rank() {
+        let samples: Vec<f64> = (1..=20).map(f64::from).collect();
+        assert_eq!(
+            Latency::of(&samples),
+            Latency {
+                p50: 10.0,
+                p95: 19.0
+            }
+        );
+        assert_eq!(Latency::of(&[7.0]), Latency { p50: 7.0, p95: 7.0 });
+        assert_eq!(Latency::of(&[]), Latency::default());
     }
 }

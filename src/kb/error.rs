@@ -153,6 +153,9 @@ pub enum SkipReason {
     NoTextLayer,
     /// The file parsed but held no text.
     NoText,
+    /// An HTML page that is nearly all links, with almost no text of its own: a table of
+    /// contents, an index or a site map.
+    Navigation,
 }
 
 impl fmt::Display for SkipReason {
@@ -188,6 +191,10 @@ impl fmt::Display for SkipReason {
                 write!(f, "PDF has no text layer (scanned?) — run OCR on it first")
             }
             SkipReason::NoText => write!(f, "no text in the file"),
+            SkipReason::Navigation => write!(
+                f,
+                "a navigation page (nearly all links: a table of contents or an index)"
+            ),
         }
     }
 }

@@ -9,12 +9,13 @@
 //! generation is published. An ingest that fails or is killed before `publish` leaves the
 //! previous generation current; its `.tmp` folder is removed by the next writer.
 
+use rayon::prelude::*;
 use std::collections::HashSet;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use crate::kb::chunker::{chunk_document, ChunkOptions};
+use crate::kb::chunker::{chunk_document, Chunk, ChunkOptions};
 use crate::kb::document::Document;
 use crate::kb::embedder::{EmbedError, Embedder, BATCH_SIZE, MODEL_NAME};
 use crate::kb::error::{KbError, Result, SkipReason, Skipped};
@@ -108,6 +109,21 @@ impl IngestReport {
     }
 }
 
+/// The recipe of [`embedding_text`], recorded in the manifest.
+pub const EMBEDDING_TEXT: &str = "heading path, newline, chunk text";
+
+/// What the embedder reads for a chunk: where it sits (its heading path, or the page title for
+/// text before the first heading) on a line of its own, then its text. A chunk deep in a long
+/// page ("…the result is rounded") is then found by what the page and section are about.
+fn embedding_text(chunk: &Chunk) -> String {
+    let place = if chunk.heading_path.is_empty() {
+        chunk.title.clone()
+    } else {
+        chunk.heading_path.join(" › ")
+    };
+    format!("{place}\n{}", chunk.text)
+}
+
 /// A loaded file with what the store keeps about it.
 struct LoadedDoc {
     document: Document,
@@ -170,11 +186,19 @@ pub fn ingest(
         .min(embedder.max_tokens().saturating_sub(2));
 
     let pending = writer.begin()?;
+    let mut rebuild_all = false;
     let (mut store, mut vectors) = match &previous {
         Some(current) => {
             // Check the published files where they are, so an error names them.
             drop(Store::open_read_only(&current.store_path())?);
-            if let Ok(manifest) = current.read_manifest() {
+            let manifest = current.read_manifest().ok();
+            // Chunks cut or embedded another way cannot be mixed with new ones: every document
+            // is then done again (as when the manifest cannot be read).
+            rebuild_all = manifest.as_ref().is_none_or(|m| {
+                m.chunking != ChunkSettings::from(&chunk_options)
+                    || m.embedding_model.text != EMBEDDING_TEXT
+            });
+            if let Some(manifest) = manifest {
                 if manifest.dimensions != dimensions {
                     return Err(KbError::VectorDimensions {
                         expected: manifest.dimensions,
@@ -206,23 +230,30 @@ pub fn ingest(
     }
 
     // Which documents need embedding, and their chunks.
-    let mut work = Vec::new();
+    let mut changed = Vec::new();
     for doc in loaded {
         match store.document_by_path(&doc.record.path)? {
-            Some((_, stored)) if stored.sha256 == doc.record.sha256 => report.unchanged += 1,
-            stored => {
-                let chunks =
-                    chunk_document(&doc.document, &chunk_options, embedder.token_counter())?;
-                work.push((doc, chunks, stored.is_some()));
+            Some((_, stored)) if stored.sha256 == doc.record.sha256 && !rebuild_all => {
+                report.unchanged += 1
             }
+            stored => changed.push((doc, stored.is_some())),
         }
     }
+    let counter = embedder.token_counter();
+    let work = changed
+        .into_par_iter()
+        .map(|(doc, existed)| {
+            let chunks = chunk_document(&doc.document, &chunk_options, counter)?;
+            Ok((doc, chunks, existed))
+        })
+        .collect::<Result<Vec<_>>>()?;
 
     // Chunks of all documents embedded together, so small documents still fill batches.
-    let texts: Vec<&str> = work
+    let owned: Vec<String> = work
         .iter()
-        .flat_map(|(_, chunks, _)| chunks.iter().map(|c| c.text.as_str()))
+        .flat_map(|(_, chunks, _)| chunks.iter().map(embedding_text))
         .collect();
+    let texts: Vec<&str> = owned.iter().map(String::as_str).collect();
     progress.start(Stage::Embedding, texts.len() as u64);
     let embed_started = Instant::now();
     let mut all_vectors = Vec::with_capacity(texts.len());
@@ -233,6 +264,7 @@ pub fn ingest(
     report.embed_seconds = embed_started.elapsed().as_secs_f64();
     report.chunks_embedded = texts.len();
     drop(texts);
+    drop(owned);
     progress.finish(Stage::Embedding);
 
     let mut all_vectors = all_vectors.into_iter();
@@ -269,6 +301,7 @@ pub fn ingest(
         embedding_model: EmbeddingModel {
             name: MODEL_NAME.to_string(),
             sha256: model_sha256,
+            text: EMBEDDING_TEXT.to_string(),
         },
         dimensions,
         chunking: ChunkSettings::from(&chunk_options),

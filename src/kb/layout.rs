@@ -79,6 +79,10 @@ pub struct Manifest {
 pub struct EmbeddingModel {
     pub name: String,
     pub sha256: String,
+    /// What text of a chunk the vectors were made from ([`crate::kb::ingest::EMBEDDING_TEXT`]);
+    /// empty in knowledge bases written before it was recorded.
+    #[serde(default)]
+    pub text: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -368,6 +372,7 @@ mod tests {
             embedding_model: EmbeddingModel {
                 name: "all-minilm-l6-v2".into(),
                 sha256: "ab".repeat(32),
+                text: String::new(),
             },
             dimensions: 384,
             chunking: ChunkSettings::from(&crate::kb::chunker::ChunkOptions::default()),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod ingest;
 pub mod layout;
 pub mod loaders;
+pub mod minilm;
 pub mod search;
 pub mod store;
 pub mod vectors;

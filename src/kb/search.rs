@@ -135,7 +135,19 @@ impl Searcher {
                     .into_iter()
                     .map(|(id, _)| id)
                     .collect();
-                rrf(&[&bm25, &vector], RRF_K)
+                // Fused by page, not by chunk: a page whose best BM25 chunk and best vector
+                // chunk differ still gets credit from both rankings.
+                let mut all = bm25.clone();
+                all.extend(&vector);
+                let pages: HashMap<i64, String> = self
+                    .store
+                    .chunks(&all)?
+                    .into_iter()
+                    .map(|c| (c.id, c.path))
+                    .collect();
+                rrf_by_page(&[&bm25, &vector], RRF_K, |id| {
+                    pages.get(&id).map(String::as_str)
+                })
             }
         };
         let scores: HashMap<i64, f64> = ranked.iter().copied().collect();
@@ -195,6 +207,38 @@ pub fn rrf(rankings: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
     fused
 }
 
+/// Reciprocal rank fusion of pages: each ranking of chunk ids is read as a ranking of pages
+/// (a page ranks where its best chunk does) and the page rankings are fused with [`rrf`].
+/// Each page is represented by its best chunk across the rankings, read rank by rank; ids with
+/// no page are dropped.
+pub fn rrf_by_page<'a>(
+    rankings: &[&[i64]],
+    k: f64,
+    page: impl Fn(i64) -> Option<&'a str>,
+) -> Vec<(i64, f64)> {
+    let mut representative: HashMap<&str, i64> = HashMap::new();
+    let depth = rankings.iter().map(|r| r.len()).max().unwrap_or(0);
+    for rank in 0..depth {
+        for ranking in rankings {
+            if let Some(p) = ranking.get(rank).and_then(|&id| page(id)) {
+                representative.entry(p).or_insert(ranking[rank]);
+            }
+        }
+    }
+    let page_rankings: Vec<Vec<i64>> = rankings
+        .iter()
+        .map(|ranking| {
+            let ids = ranking
+                .iter()
+                .filter_map(|&id| page(id).map(|p| representative[p]));
+            let mut seen = HashSet::new();
+            ids.filter(|id| seen.insert(*id)).collect()
+        })
+        .collect();
+    let refs: Vec<&[i64]> = page_rankings.iter().map(Vec::as_slice).collect();
+    rrf(&refs, k)
+}
+
 /// Keeps the first item of each page (the input is best first), in order.
 pub fn dedupe_pages<T>(items: Vec<T>, page: impl Fn(&T) -> &str) -> Vec<T> {
     let mut seen: HashSet<String> = HashSet::new();
@@ -204,11 +248,15 @@ pub fn dedupe_pages<T>(items: Vec<T>, page: impl Fn(&T) -> &str) -> Vec<T> {
         .collect()
 }
 
-/// Words too common to place a snippet by.
-const STOP_WORDS: &[&str] = &[
-    "a", "an", "and", "are", "as", "at", "be", "by", "can", "do", "does", "for", "from", "how",
-    "i", "if", "in", "is", "it", "my", "of", "on", "or", "the", "to", "what", "when", "where",
-    "which", "who", "why", "with", "you", "your",
+/// Words too common to rank or place a snippet by: articles, pronouns, auxiliaries and the
+/// question words customers start with.
+pub(crate) const STOP_WORDS: &[&str] = &[
+    "a", "about", "am", "an", "and", "any", "are", "as", "at", "be", "been", "but", "by", "can",
+    "could", "did", "do", "does", "doing", "for", "from", "get", "had", "has", "have", "how", "i",
+    "i'm", "if", "in", "into", "is", "it", "it's", "its", "me", "my", "of", "on", "or", "our",
+    "should", "so", "some", "than", "that", "the", "their", "them", "then", "there", "these",
+    "they", "this", "those", "to", "too", "us", "was", "we", "were", "what", "when", "where",
+    "which", "who", "whom", "why", "will", "with", "would", "you", "your",
 ];
 
 fn query_terms(query: &str) -> Vec<String> {
@@ -322,6 +370,26 @@ mod tests {
         let expect1 = 1.0 / 61.0 + 1.0 / 62.0;
         assert!((fused[0].1 - expect1).abs() < 1e-12);
         assert!((fused[4].1 - 1.0 / 64.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn page_fusion_credits_a_page_from_both_rankings_through_different_chunks() {
+        // Chunks 1 and 2 are page "a"; 3 is "b"; 4 is "c". BM25 ranks b's chunk first and a's
+        // chunk 1 second; the vector ranking has a's other chunk 2 first. Chunk by chunk, "b"
+        // would tie with "a"'s best chunk; page by page, "a" is first in one ranking and second
+        // in the other.
+        let page = |id: i64| match id {
+            1 | 2 => Some("a"),
+            3 => Some("b"),
+            4 => Some("c"),
+            _ => None,
+        };
+        let fused = rrf_by_page(&[&[3, 1, 4], &[2, 4, 3, 99]], 60.0, page);
+        let order: Vec<i64> = fused.iter().map(|&(id, _)| id).collect();
+        // Page "a" is represented by its best chunk across both rankings, read rank by rank:
+        // chunk 2 (vector rank 1) is met before chunk 1 (BM25 rank 2).
+        assert_eq!(order, vec![2, 3, 4]);
+        assert!((fused[0].1 - (1.0 / 62.0 + 1.0 / 61.0)).abs() < 1e-12);
     }
 
     #[test]

@@ -469,14 +469,29 @@ fn classify(path: &Path, error: rusqlite::Error) -> KbError {
     KbError::sqlite(path, error)
 }
 
+/// Whether a query word (any case, surrounding punctuation ignored) is a stop word.
+fn is_stop_word(word: &str) -> bool {
+    let bare = word
+        .trim_matches(|c: char| !c.is_alphanumeric())
+        .to_lowercase();
+    crate::kb::search::STOP_WORDS.contains(&bare.as_str())
+}
+
 /// The user's text as an FTS5 query: each whitespace-separated word that holds a letter or
 /// digit becomes a quoted string (inner quotes doubled), and the words are joined with `OR`
 /// so BM25 ranks chunks by how many and how rare the words they hold are. `None` when no word
 /// is left. Quoting makes `AND`, `NEAR(`, `*`, `^` and column filters plain text.
 fn fts_query(query: &str) -> Option<String> {
-    let terms: Vec<String> = query
+    let words: Vec<&str> = query
         .split_whitespace()
         .filter(|w| w.chars().any(char::is_alphanumeric))
+        .collect();
+    // Question words ("how do I", "what is the") match every FAQ-style heading and bury the
+    // words that carry the question; they count only when nothing else is left.
+    let content: Vec<&str> = words.iter().copied().filter(|w| !is_stop_word(w)).collect();
+    let words = if content.is_empty() { words } else { content };
+    let terms: Vec<String> = words
+        .into_iter()
         .take(MAX_QUERY_TERMS)
         .map(|w| format!("\"{}\"", w.replace('"', "\"\"")))
         .collect();
@@ -835,5 +850,17 @@ mod tests {
             Some("\"say\" OR \"\"\"hi\"\"\"")
         );
         assert_eq!(fts_query("* \" ( ) ^ -"), None);
+    }
+
+    #[test]
+    fn fts_query_drops_question_words_unless_nothing_else_is_left() {
+        assert_eq!(
+            fts_query("How do I reset my Password?").as_deref(),
+            Some("\"reset\" OR \"Password?\"")
+        );
+        assert_eq!(
+            fts_query("What is it?").as_deref(),
+            Some("\"What\" OR \"is\" OR \"it?\"")
+        );
     }
 }

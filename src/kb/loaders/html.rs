@@ -12,7 +12,43 @@ pub struct Parsed {
     /// `<title>` without a site suffix, else the first `h1`.
     pub title: Option<String>,
     pub sections: Vec<Section>,
+    /// Characters of visible text, and how many of them are inside links.
+    pub text_chars: usize,
+    pub link_chars: usize,
+    /// Whether links were left out because the page is navigation.
+    pub dropped_links: bool,
 }
+
+impl Parsed {
+    /// A page that is nearly all links (a table of contents, an index, a site map) answers
+    /// no question itself and outranks real pages on every word it lists.
+    pub fn is_navigation(&self) -> bool {
+        self.text_chars > 0
+            && self.link_chars as f64 > NAVIGATION_LINK_SHARE * self.text_chars as f64
+    }
+
+    /// A navigation page with (nearly) no text outside its links: nothing to index.
+    pub fn is_navigation_only(&self) -> bool {
+        if !self.dropped_links {
+            return false;
+        }
+        let lines = self
+            .sections
+            .iter()
+            .flat_map(|s| s.text.lines())
+            .filter(|l| !l.trim().is_empty())
+            .count();
+        self.text_chars < MIN_OWN_TEXT || self.text_chars < MIN_OWN_LINE * lines
+    }
+}
+
+/// Share of a page's text inside links above which the page is navigation.
+const NAVIGATION_LINK_SHARE: f64 = 0.6;
+/// A navigation page whose text outside links is shorter than this, or comes in lines shorter
+/// than `MIN_OWN_LINE` on average (an index's "(built-in function)" after each link), says
+/// nothing of its own. A chapter's table of contents with an introduction passes.
+const MIN_OWN_TEXT: usize = 40;
+const MIN_OWN_LINE: usize = 30;
 
 /// Elements whose whole subtree is not content.
 const DROPPED: &[&str] = &[
@@ -45,19 +81,38 @@ enum Step<N> {
     Close(N),
 }
 
+/// The page's content. A navigation page (see [`Parsed::is_navigation`]) keeps only its text
+/// outside links — the introduction of a chapter's table of contents, say — which is what it
+/// says about itself; an index with nothing else is left with little or no text.
 pub fn parse(text: &str) -> Parsed {
     let html = Html::parse_document(text);
-    let main = main_element(&html);
+    let parsed = parse_tree(&html, false);
+    if parsed.is_navigation() {
+        parse_tree(&html, true)
+    } else {
+        parsed
+    }
+}
+
+fn parse_tree(html: &Html, drop_links: bool) -> Parsed {
+    let main = main_element(html);
     let mut builder = SectionBuilder::default();
     let mut first_h1 = None;
     let mut heading: Option<(NodeId, usize, Option<String>, TextBuf)> = None;
     let mut pre_depth = 0usize;
+    let mut link_depth = 0usize;
+    let (mut text_chars, mut link_chars) = (0usize, 0usize);
 
     let mut stack = vec![Step::Open(main)];
     while let Some(step) = stack.pop() {
         match step {
             Step::Open(node) => match node.value() {
                 Node::Text(t) => {
+                    let visible = t.chars().filter(|c| !c.is_whitespace()).count();
+                    text_chars += visible;
+                    if link_depth > 0 {
+                        link_chars += visible;
+                    }
                     let out = match heading.as_mut() {
                         Some((_, _, _, buf)) => buf,
                         None => &mut builder.text,
@@ -69,7 +124,7 @@ pub fn parse(text: &str) -> Parsed {
                     }
                 }
                 Node::Element(el) => {
-                    if is_dropped(el) {
+                    if is_dropped(el) || (drop_links && el.name() == "a") {
                         continue;
                     }
                     let name = el.name();
@@ -84,6 +139,9 @@ pub fn parse(text: &str) -> Parsed {
                     if name == "pre" {
                         pre_depth += 1;
                     }
+                    if name == "a" {
+                        link_depth += 1;
+                    }
                     stack.push(Step::Close(node));
                     let children: Vec<_> = node.children().collect();
                     stack.extend(children.into_iter().rev().map(Step::Open));
@@ -97,6 +155,9 @@ pub fn parse(text: &str) -> Parsed {
                 let name = el.name();
                 if name == "pre" {
                     pre_depth = pre_depth.saturating_sub(1);
+                }
+                if name == "a" {
+                    link_depth = link_depth.saturating_sub(1);
                 }
                 match heading.take() {
                     Some((id, level, anchor, mut buf)) if id == node.id() => {
@@ -118,8 +179,11 @@ pub fn parse(text: &str) -> Parsed {
     }
 
     Parsed {
-        title: page_title(&html).or(first_h1),
+        title: page_title(html).or(first_h1),
         sections: builder.finish(),
+        text_chars,
+        link_chars,
+        dropped_links: drop_links,
     }
 }
 
@@ -341,5 +405,57 @@ mod tests {
         let p = parse(&html);
         assert_eq!(p.sections.len(), 1);
         assert_eq!(p.sections[0].text, "deep text");
+    }
+
+    /// A list of `n` links with a few words each, as a table of contents or an index has.
+    fn links(n: usize, after: &str) -> String {
+        (0..n)
+            .map(|i| {
+                format!("<li><a href=\"p{i}.html\">Module number {i} reference</a>{after}</li>")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_index_of_links_is_navigation_only() {
+        let html = format!(
+            "<html><body><div role=\"main\"><h1>Index</h1><ul>{}</ul></div></body></html>",
+            links(60, " (in module os)")
+        );
+        let p = parse(&html);
+        assert!(
+            p.dropped_links && p.is_navigation_only(),
+            "{:?}",
+            p.sections
+        );
+    }
+
+    #[test]
+    fn a_table_of_contents_keeps_its_introduction_without_the_links() {
+        let html = format!(
+            "<html><body><div role=\"main\"><h1>Internet Data Handling</h1>\
+             <p>This chapter describes modules which support handling data formats commonly \
+             used on the internet.</p><ul>{}</ul></div></body></html>",
+            links(40, "")
+        );
+        let p = parse(&html);
+        assert!(p.dropped_links && !p.is_navigation_only());
+        let all: String = p.sections.iter().map(|s| s.text.as_str()).collect();
+        assert!(all.contains("handling data formats"), "{all}");
+        assert!(!all.contains("Module number"), "{all}");
+    }
+
+    #[test]
+    fn an_article_with_some_links_keeps_them() {
+        let p = parse(SPHINX);
+        assert!(!p.dropped_links && !p.is_navigation() && !p.is_navigation_only());
+        let html = "<html><body><h1>Refunds</h1><p>Refunds take five days. See \
+                    <a href=\"/billing\">billing</a> for invoices.</p></body></html>";
+        let p = parse(html);
+        assert!(!p.dropped_links);
+        assert!(p
+            .sections
+            .iter()
+            .any(|s| s.text.contains("See billing for invoices")));
     }
 }

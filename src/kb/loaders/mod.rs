@@ -87,6 +87,9 @@ pub fn parse(format: Format, rel_path: &Path, bytes: &[u8]) -> Result<Document, 
                 }
                 Format::Html => {
                     let p = html::parse(&text);
+                    if p.is_navigation_only() {
+                        return Err(SkipReason::Navigation);
+                    }
                     (p.title, p.sections)
                 }
                 Format::Rst => {
