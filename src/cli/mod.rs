@@ -1,5 +1,6 @@
 //! The command line: argument types, one module per subcommand, output formatting.
 
+mod ask;
 mod bench;
 mod chat;
 mod common;
@@ -54,6 +55,7 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    Ask(ask::AskArgs),
     Generate(generate::GenerateArgs),
     Chat(chat::ChatArgs),
     Ingest(ingest::IngestArgs),
@@ -83,6 +85,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         verbose: cli.verbose,
     };
     match cli.command {
+        Command::Ask(args) => ask::run(&ctx, args),
         Command::Generate(args) => generate::run(&ctx, args),
         Command::Chat(args) => chat::run(&ctx, args),
         Command::Ingest(args) => ingest::run(&ctx, args),

@@ -106,6 +106,13 @@ impl Searcher {
         })
     }
 
+    /// Chunks by id, in the order given (ids not found are left out).
+    pub fn chunks(&self, ids: &[i64]) -> Result<Vec<StoredChunk>> {
+        let mut found = self.store.chunks(ids)?;
+        found.sort_by_key(|c| ids.iter().position(|&id| id == c.id));
+        Ok(found)
+    }
+
     /// The generation this searcher reads.
     pub fn generation(&self) -> &Generation {
         &self.generation

@@ -1,0 +1,269 @@
+//! Citations are checked, not trusted. Each sentence's `[n]` markers must name a source that
+//! was in the prompt, and that source must support the sentence: most of the sentence's
+//! content words occur in it. Unsupported markers are dropped. A sentence the model left
+//! uncited gets the source that supports it best, when one does. An answer left with no
+//! supported citation is no answer.
+
+use super::prompt::Source;
+use std::collections::{BTreeSet, HashSet};
+
+/// Share of a sentence's content words that must occur in a source for it to support the
+/// sentence.
+pub const MIN_SUPPORT: f64 = 0.5;
+/// A sentence with fewer content words ("Happy to help!") makes no claim to check.
+const MIN_CLAIM_WORDS: usize = 3;
+
+/// The answer after checking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Checked {
+    /// The answer with only supported markers left.
+    pub text: String,
+    /// Source numbers (from 1) cited by the checked text, in order of first use.
+    pub cited: Vec<usize>,
+    /// Markers removed: out of range, or the source does not support the sentence.
+    pub dropped: usize,
+    /// Markers added to sentences the model left uncited.
+    pub attributed: usize,
+}
+
+pub fn check(answer: &str, sources: &[Source]) -> Checked {
+    let source_words: Vec<HashSet<String>> = sources
+        .iter()
+        .map(|s| content_words(&format!("{} {} {}", s.title, s.section, s.text)))
+        .collect();
+    let mut out = Checked {
+        text: String::new(),
+        cited: Vec::new(),
+        dropped: 0,
+        attributed: 0,
+    };
+    let mut seen: HashSet<String> = HashSet::new();
+    for sentence in sentences(answer) {
+        let (bare, markers) = strip_markers(sentence);
+        // Stray markers ("[1]." on its own) and sentences the model repeats say nothing new.
+        if !bare.chars().any(char::is_alphanumeric) || !seen.insert(bare.to_lowercase()) {
+            continue;
+        }
+        let words = content_words(&bare);
+        let support = |n: usize| -> f64 {
+            if words.len() < MIN_CLAIM_WORDS {
+                return 1.0;
+            }
+            let found = words
+                .iter()
+                .filter(|w| source_words[n - 1].contains(*w))
+                .count();
+            found as f64 / words.len() as f64
+        };
+        let mut kept = BTreeSet::new();
+        for n in markers {
+            if (1..=sources.len()).contains(&n) && support(n) >= MIN_SUPPORT {
+                kept.insert(n);
+            } else {
+                out.dropped += 1;
+            }
+        }
+        if kept.is_empty() && words.len() >= MIN_CLAIM_WORDS {
+            let best = (1..=sources.len())
+                .map(|n| (n, support(n)))
+                .filter(|&(_, s)| s >= MIN_SUPPORT)
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            if let Some((n, _)) = best {
+                kept.insert(n);
+                out.attributed += 1;
+            }
+        }
+        let bare = bare.trim();
+        if bare.is_empty() {
+            continue;
+        }
+        if !out.text.is_empty() {
+            out.text.push(' ');
+        }
+        // The marker goes before the sentence's final punctuation, as the model writes it.
+        let (body, end) = match bare.char_indices().last() {
+            Some((i, '.' | '!' | '?')) => (&bare[..i], &bare[i..]),
+            _ => (bare, ""),
+        };
+        out.text.push_str(body.trim_end());
+        for n in &kept {
+            out.text.push_str(&format!(" [{n}]"));
+            if !out.cited.contains(n) {
+                out.cited.push(*n);
+            }
+        }
+        out.text.push_str(end);
+    }
+    out
+}
+
+/// Sentences: cut after `.`, `!` or `?` followed by whitespace (markers right after the
+/// punctuation stay with their sentence), and at line breaks.
+fn sentences(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let mut start = 0;
+        let bytes = line.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            if matches!(bytes[i], b'.' | b'!' | b'?') {
+                // Markers written after the full stop belong to this sentence.
+                let mut end = i + 1;
+                loop {
+                    let rest = &line[end..];
+                    let trimmed = rest.trim_start();
+                    if trimmed.starts_with('[') {
+                        if let Some(close) = trimmed.find(']') {
+                            end += rest.len() - trimmed.len() + close + 1;
+                            continue;
+                        }
+                    }
+                    break;
+                }
+                if end >= bytes.len() || bytes[end].is_ascii_whitespace() {
+                    out.push(&line[start..end]);
+                    start = end;
+                    i = end;
+                    continue;
+                }
+            }
+            i += 1;
+        }
+        if start < line.len() && !line[start..].trim().is_empty() {
+            out.push(&line[start..]);
+        }
+    }
+    out
+}
+
+/// The sentence without its `[n]` / `[n, m]` markers, and the numbers they held.
+fn strip_markers(sentence: &str) -> (String, Vec<usize>) {
+    let mut bare = String::new();
+    let mut numbers = Vec::new();
+    let mut rest = sentence;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        let inside = &rest[open + 1..open + close];
+        let parsed: Option<Vec<usize>> = inside
+            .split(',')
+            .map(|p| p.trim().trim_start_matches("Source").trim().parse().ok())
+            .collect();
+        bare.push_str(&rest[..open]);
+        match parsed {
+            Some(ns) if !ns.is_empty() => numbers.extend(ns),
+            _ => bare.push_str(&rest[open..=open + close]),
+        }
+        rest = &rest[open + close + 1..];
+    }
+    bare.push_str(rest);
+    let bare = bare.split_whitespace().collect::<Vec<_>>().join(" ");
+    let bare = bare.replace(" .", ".").replace(" ,", ",");
+    (bare, numbers)
+}
+
+/// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
+/// taken off: what a sentence claims, roughly.
+pub fn content_words(text: &str) -> HashSet<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| {
+            w.chars().count() >= 3 || w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty()
+        })
+        .map(str::to_lowercase)
+        .filter(|w| !crate::kb::search::STOP_WORDS.contains(&w.as_str()))
+        .map(|w| match w.strip_suffix('s') {
+            Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),
+            _ => w,
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source(text: &str) -> Source {
+        Source {
+            chunk_id: 1,
+            path: "p.md".into(),
+            title: "Refunds".into(),
+            section: "Refunds › Timing".into(),
+            anchor: None,
+            text: text.into(),
+        }
+    }
+
+    fn sources() -> Vec<Source> {
+        vec![
+            source("Card refunds appear within 3 to 10 working days after we issue them."),
+            source("Returns are free within the EU; UK returns cost 4.95 euros."),
+        ]
+    }
+
+    #[test]
+    fn supported_markers_stay_and_are_listed() {
+        let c = check(
+            "Card refunds appear within 3 to 10 working days [1]. UK returns cost 4.95 euros [2].",
+            &sources(),
+        );
+        assert_eq!(c.cited, vec![1, 2]);
+        assert_eq!(c.dropped, 0);
+        assert_eq!(
+            c.text,
+            "Card refunds appear within 3 to 10 working days [1]. UK returns cost 4.95 euros [2]."
+        );
+    }
+
+    #[test]
+    fn a_marker_naming_the_wrong_or_no_source_is_dropped() {
+        let c = check(
+            "UK returns cost 4.95 euros [1]. Refunds take a week [7].",
+            &sources(),
+        );
+        // [1] does not support the UK sentence; [2] does and is attributed instead. [7] does
+        // not exist; "Refunds take a week" is supported by neither.
+        assert_eq!(c.dropped, 2);
+        assert_eq!(c.cited, vec![2]);
+        assert_eq!(
+            c.text,
+            "UK returns cost 4.95 euros [2]. Refunds take a week."
+        );
+    }
+
+    #[test]
+    fn markers_after_the_full_stop_and_lists_of_numbers_are_read() {
+        let c = check(
+            "Card refunds appear within working days. [1, 2]",
+            &sources(),
+        );
+        assert_eq!(c.cited, vec![1]);
+        assert_eq!(c.dropped, 1);
+    }
+
+    #[test]
+    fn an_invented_answer_has_no_supported_citation() {
+        let c = check(
+            "You can get a full refund in cash at any of our stores [1].",
+            &sources(),
+        );
+        assert!(c.cited.is_empty(), "{c:?}");
+    }
+
+    #[test]
+    fn stray_markers_and_repeated_sentences_are_left_out() {
+        let c = check(
+            "[1]. UK returns cost 4.95 euros [2]. UK returns cost 4.95 euros [2].",
+            &sources(),
+        );
+        assert_eq!(c.text, "UK returns cost 4.95 euros [2].");
+        assert_eq!(c.cited, vec![2]);
+    }
+
+    #[test]
+    fn short_courtesies_need_no_citation() {
+        let c = check("Happy to help!", &sources());
+        assert_eq!(c.text, "Happy to help!");
+        assert!(c.cited.is_empty() && c.dropped == 0);
+    }
+}

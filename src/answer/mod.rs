@@ -1,0 +1,318 @@
+//! Answering a customer's question from the knowledge base: retrieve → prompt → generate →
+//! check citations → answer, or hand the case to a person with a ticket.
+//!
+//! `persona` (who the assistant is), `prompt` (the grounded prompt; documents as data),
+//! `citations` (markers checked against the sources), `handoff` (when not to answer, and the
+//! ticket).
+
+pub mod citations;
+pub mod handoff;
+pub mod persona;
+pub mod prompt;
+
+use crate::kb::{KbError, Mode, Searcher};
+use crate::runtime::{Engine, GenerateOptions, Message, Role, RuntimeError, SamplingParams};
+use handoff::{asks_for_a_person, Candidate, HandoffReason, Ticket, Turn};
+use persona::Persona;
+use prompt::Source;
+use serde::Serialize;
+use std::time::Instant;
+
+/// Why a question could not be handled at all (as opposed to handed off).
+#[derive(Debug, thiserror::Error)]
+pub enum AnswerError {
+    #[error("the question is empty — ask something, e.g. frontdesk ask \"How long does delivery take?\"")]
+    EmptyQuestion,
+    #[error("the question is {chars} characters long; the limit is {max} — shorten it to the question itself")]
+    QuestionTooLong { chars: usize, max: usize },
+    #[error(transparent)]
+    Kb(#[from] KbError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+}
+
+/// How questions are answered.
+#[derive(Debug, Clone)]
+pub struct AnswerSettings {
+    /// Passages given to the model (the best chunk of each of the best pages).
+    pub sources: usize,
+    /// Below this best vector similarity between question and knowledge base, hand off
+    /// without asking the model.
+    pub min_confidence: f64,
+    pub max_question_chars: usize,
+    pub generate: GenerateOptions,
+}
+
+impl Default for AnswerSettings {
+    fn default() -> Self {
+        AnswerSettings {
+            sources: 3,
+            // Tuned on the sample help centre's answerable and unanswerable questions
+            // (data/sample/questions.jsonl): the lowest answerable question scores 0.34.
+            min_confidence: 0.30,
+            max_question_chars: 4000,
+            generate: GenerateOptions {
+                max_tokens: 160,
+                // Support answers should not depend on the dice, and copying a fact from a
+                // source is what we want (no repeat penalty).
+                sampling: SamplingParams::greedy(),
+                // The model starting to write a prompt of its own, sources copied out as an
+                // "answer" included, ends the answer there.
+                stop_sequences: vec![
+                    "Sources:".into(),
+                    "Customer question:".into(),
+                    "End of sources".into(),
+                ],
+            },
+        }
+    }
+}
+
+/// A citation as the customer sees it: the source's number in the answer and where it is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Citation {
+    pub n: usize,
+    pub path: String,
+    pub title: String,
+    pub section: String,
+    pub anchor: Option<String>,
+    pub chunk_id: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct AnswerTimings {
+    pub retrieval_s: f64,
+    /// Until the model's first token (0 when the model was not asked).
+    pub ttft_s: f64,
+    pub total_s: f64,
+}
+
+/// The outcome of one question.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Answer {
+    /// The checked answer, or the hand-off message.
+    pub answer: String,
+    pub handoff: bool,
+    /// Best vector similarity between the question and the knowledge base (0–1).
+    pub confidence: f64,
+    pub citations: Vec<Citation>,
+    pub ticket: Option<Ticket>,
+    pub timings: AnswerTimings,
+    /// What the model wrote before checking (None when it was not asked).
+    #[serde(skip)]
+    pub draft: Option<String>,
+    /// The passages the model saw.
+    #[serde(skip)]
+    pub sources: Vec<Source>,
+}
+
+/// A knowledge base, a model and a persona, ready for questions.
+pub struct Assistant {
+    searcher: Searcher,
+    engine: Engine,
+    persona: Persona,
+    settings: AnswerSettings,
+}
+
+impl Assistant {
+    pub fn new(
+        searcher: Searcher,
+        engine: Engine,
+        persona: Persona,
+        settings: AnswerSettings,
+    ) -> Assistant {
+        Assistant {
+            searcher,
+            engine,
+            persona,
+            settings,
+        }
+    }
+
+    pub fn persona(&self) -> &Persona {
+        &self.persona
+    }
+
+    pub fn settings(&self) -> &AnswerSettings {
+        &self.settings
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Answers `question`; `history` is the conversation before it (for the ticket).
+    pub fn ask(&mut self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+        let started = Instant::now();
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(AnswerError::EmptyQuestion);
+        }
+        let chars = question.chars().count();
+        if chars > self.settings.max_question_chars {
+            return Err(AnswerError::QuestionTooLong {
+                chars,
+                max: self.settings.max_question_chars,
+            });
+        }
+
+        let confidence = self
+            .searcher
+            .search(question, 1, Mode::Vector)?
+            .first()
+            .map_or(0.0, |h| h.score.clamp(0.0, 1.0));
+        let hits = self
+            .searcher
+            .search(question, self.settings.sources, Mode::Hybrid)?;
+        let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id).collect();
+        let sources: Vec<Source> = self
+            .searcher
+            .chunks(&ids)?
+            .into_iter()
+            .map(|c| Source {
+                chunk_id: c.id,
+                section: c.heading_path.join(" › "),
+                path: c.path,
+                title: c.title,
+                anchor: c.anchor,
+                text: c.text,
+            })
+            .collect();
+        let retrieval_s = started.elapsed().as_secs_f64();
+        let mut conversation: Vec<Turn> = history.to_vec();
+        conversation.push(Turn {
+            role: "customer",
+            text: question.to_string(),
+        });
+        let candidates = || -> Vec<Candidate> {
+            sources
+                .iter()
+                .map(|s| Candidate {
+                    path: s.path.clone(),
+                    title: s.title.clone(),
+                    section: s.section.clone(),
+                    similarity: confidence,
+                })
+                .collect()
+        };
+
+        let early = if asks_for_a_person(question) {
+            Some(HandoffReason::CustomerAsked)
+        } else if sources.is_empty() || confidence < self.settings.min_confidence {
+            Some(HandoffReason::LowConfidence)
+        } else {
+            None
+        };
+        if let Some(reason) = early {
+            return Ok(self.hand_off(
+                question,
+                reason,
+                candidates(),
+                conversation,
+                confidence,
+                AnswerTimings {
+                    retrieval_s,
+                    ttft_s: 0.0,
+                    total_s: started.elapsed().as_secs_f64(),
+                },
+                None,
+                sources.clone(),
+            ));
+        }
+
+        let messages = [
+            Message::new(Role::System, prompt::system_message(&self.persona)),
+            Message::new(Role::User, prompt::user_message(&sources, question)),
+        ];
+        tracing::debug!("prompt: {}", messages[1].content);
+        let prompt_ids = self.engine.chat_prompt(&messages)?;
+        let generation = self
+            .engine
+            .generate(&prompt_ids, &self.settings.generate, &mut |_| {})?;
+        let timings = AnswerTimings {
+            retrieval_s,
+            ttft_s: retrieval_s + generation.timings.ttft_s,
+            total_s: started.elapsed().as_secs_f64(),
+        };
+        let draft = generation.text.trim().to_string();
+        tracing::info!(
+            "model draft ({} prompt tokens, ttft {:.2}s): {draft}",
+            generation.prompt_tokens,
+            generation.timings.ttft_s
+        );
+        if draft.is_empty() || draft.to_uppercase().contains(prompt::NOT_FOUND) {
+            return Ok(self.hand_off(
+                question,
+                HandoffReason::NotInSources,
+                candidates(),
+                conversation,
+                confidence,
+                timings,
+                Some(draft),
+                sources,
+            ));
+        }
+        let checked = citations::check(&draft, &sources);
+        if checked.cited.is_empty() {
+            return Ok(self.hand_off(
+                question,
+                HandoffReason::Unsupported,
+                candidates(),
+                conversation,
+                confidence,
+                timings,
+                Some(draft),
+                sources,
+            ));
+        }
+        let citations = checked
+            .cited
+            .iter()
+            .map(|&n| {
+                let s = &sources[n - 1];
+                Citation {
+                    n,
+                    path: s.path.clone(),
+                    title: s.title.clone(),
+                    section: s.section.clone(),
+                    anchor: s.anchor.clone(),
+                    chunk_id: s.chunk_id,
+                }
+            })
+            .collect();
+        Ok(Answer {
+            answer: checked.text,
+            handoff: false,
+            confidence,
+            citations,
+            ticket: None,
+            timings,
+            draft: Some(draft),
+            sources,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn hand_off(
+        &self,
+        question: &str,
+        reason: HandoffReason,
+        candidates: Vec<Candidate>,
+        conversation: Vec<Turn>,
+        confidence: f64,
+        timings: AnswerTimings,
+        draft: Option<String>,
+        sources: Vec<Source>,
+    ) -> Answer {
+        Answer {
+            answer: self.persona.handoff_message.clone(),
+            handoff: true,
+            confidence,
+            citations: Vec::new(),
+            ticket: Some(Ticket::new(question, reason, candidates, conversation)),
+            timings,
+            draft,
+            sources,
+        }
+    }
+}

@@ -1,0 +1,142 @@
+//! `frontdesk ask`: one support question answered from a knowledge base, with its sources —
+//! or handed to a person with a ticket.
+
+use super::common::{Context, ModelArgs};
+use super::search::open_searcher;
+use crate::answer::persona::Persona;
+use crate::answer::{Answer, AnswerSettings, Assistant};
+use anyhow::Context as _;
+use clap::Args;
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Answer a customer's question from a knowledge base, citing its sources.
+///
+/// frontdesk retrieves the best passages (hybrid search), asks the model to answer from them
+/// only, and checks every citation: a [n] must name a passage that supports its sentence.
+/// When the knowledge base holds nothing close to the question, the model finds no answer
+/// in the passages, no citation survives the check, or the customer asks for a person,
+/// frontdesk does not guess: it says a person will take over and prints a ticket (the
+/// question, a summary, the candidate articles and the conversation).
+///
+/// Examples:
+///   frontdesk ask "How long does a refund take?"
+///   frontdesk ask "Can I pay with Klarna?" --kb support --json
+///   echo "Where is my parcel?" | frontdesk ask -
+#[derive(Debug, Args)]
+#[command(verbatim_doc_comment)]
+pub struct AskArgs {
+    /// The question; "-" reads it from standard input.
+    question: String,
+
+    /// The knowledge base to answer from (made by `frontdesk ingest --kb NAME`).
+    #[arg(long, default_value = "default", value_name = "NAME")]
+    kb: String,
+
+    /// Print one JSON object: answer, handoff, confidence, citations, ticket, timings, model.
+    #[arg(long)]
+    json: bool,
+
+    /// The assistant's persona (TOML: company, assistant_name, tone, support_email,
+    /// support_hours, handoff_message); default: the built-in sample's.
+    #[arg(long, value_name = "FILE")]
+    persona: Option<PathBuf>,
+
+    /// Hand off without asking the model when the best match between question and
+    /// knowledge base is below this cosine similarity.
+    #[arg(long, value_name = "X", default_value_t = AnswerSettings::default().min_confidence)]
+    min_confidence: f64,
+
+    /// Passages given to the model.
+    #[arg(long, value_name = "N", default_value_t = AnswerSettings::default().sources)]
+    sources: usize,
+
+    #[command(flatten)]
+    model: ModelArgs,
+}
+
+pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
+    let question = if args.question == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s)?;
+        s
+    } else {
+        args.question.clone()
+    };
+    if args.sources == 0 {
+        anyhow::bail!("--sources must be at least 1");
+    }
+    if !(0.0..=1.0).contains(&args.min_confidence) {
+        anyhow::bail!("--min-confidence must be between 0 and 1");
+    }
+    let persona = match &args.persona {
+        Some(path) => Persona::load(path)
+            .map_err(|e| anyhow::anyhow!("cannot read the persona {}: {e}", path.display()))?,
+        None => Persona::builtin(),
+    };
+    let settings = AnswerSettings {
+        sources: args.sources,
+        min_confidence: args.min_confidence,
+        ..AnswerSettings::default()
+    };
+    // Cheap checks first: a bad question or a missing knowledge base fails before the
+    // model loads.
+    if question.trim().is_empty() {
+        return Err(crate::answer::AnswerError::EmptyQuestion.into());
+    }
+    if question.chars().count() > settings.max_question_chars {
+        return Err(crate::answer::AnswerError::QuestionTooLong {
+            chars: question.chars().count(),
+            max: settings.max_question_chars,
+        }
+        .into());
+    }
+    let searcher = open_searcher(ctx, &args.kb)?;
+    let mut resolved = args.model.resolve(ctx)?;
+    let engine = args.model.load_resolved(&resolved)?;
+    let model_sha256 = resolved.sha256().context("hashing the model file")?;
+    let model_name = resolved.name.clone();
+    let mut assistant = Assistant::new(searcher, engine, persona, settings);
+    let answer = assistant.ask(&question, &[])?;
+
+    if args.json {
+        let json = serde_json::json!({
+            "answer": answer.answer,
+            "handoff": answer.handoff,
+            "confidence": answer.confidence,
+            "citations": answer.citations,
+            "ticket": answer.ticket,
+            "timings": answer.timings,
+            "model": {"name": model_name, "file_sha256": model_sha256},
+        });
+        println!("{}", serde_json::to_string_pretty(&json)?);
+    } else {
+        print_answer(&answer);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_answer(answer: &Answer) {
+    println!("{}", answer.answer);
+    if let Some(ticket) = &answer.ticket {
+        println!("\nHand-off ticket: {}", ticket.summary);
+        for c in &ticket.candidate_sources {
+            println!("  candidate: {} — {}", c.title, c.path);
+        }
+        return;
+    }
+    println!("\nSources:");
+    for c in &answer.citations {
+        let place = if c.section.is_empty() {
+            c.title.clone()
+        } else {
+            c.section.clone()
+        };
+        let link = match &c.anchor {
+            Some(a) => format!("{}#{a}", c.path),
+            None => c.path.clone(),
+        };
+        println!("  [{}] {place} — {link}", c.n);
+    }
+}
