@@ -10,6 +10,8 @@ use std::collections::{BTreeSet, HashSet};
 /// Share of a sentence's content words that must occur in a source for it to support the
 /// sentence.
 pub const MIN_SUPPORT: f64 = 0.5;
+/// Support a source needs to be given to a sentence the model left uncited.
+pub const MIN_ATTRIBUTION_SUPPORT: f64 = 0.75;
 /// A sentence with fewer content words ("Happy to help!") makes no claim to check.
 const MIN_CLAIM_WORDS: usize = 3;
 
@@ -38,16 +40,24 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
         attributed: 0,
     };
     let mut seen: HashSet<String> = HashSet::new();
-    for sentence in sentences(answer) {
+    let all = sentences(answer);
+    let last = all.len().saturating_sub(1);
+    for (index, sentence) in all.into_iter().enumerate() {
         let (bare, markers) = strip_markers(sentence);
-        // Stray markers ("[1]." on its own) and sentences the model repeats say nothing new.
-        if !bare.chars().any(char::is_alphanumeric) || !seen.insert(bare.to_lowercase()) {
+        // Stray markers ("[1]." on its own), sentences the model repeats, and a source's
+        // heading line copied out ("Refunds › Timing") say nothing new.
+        if !bare.chars().any(char::is_alphanumeric)
+            || !seen.insert(bare.to_lowercase())
+            || is_heading_echo(&bare, sources)
+        {
             continue;
         }
         let words = content_words(&bare);
         let support = |n: usize| -> f64 {
+            // "Yes [1]." claims nothing a source could be checked against: its marker goes,
+            // so an answer made only of such sentences has no supported citation.
             if words.len() < MIN_CLAIM_WORDS {
-                return 1.0;
+                return 0.0;
             }
             let found = words
                 .iter()
@@ -55,18 +65,36 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
                 .count();
             found as f64 / words.len() as f64
         };
+        // One source per claim: of the markers whose source supports the sentence, the best
+        // supporting one stays (the first given on a tie).
         let mut kept = BTreeSet::new();
+        let mut best: Option<(usize, f64)> = None;
         for n in markers {
-            if (1..=sources.len()).contains(&n) && support(n) >= MIN_SUPPORT {
-                kept.insert(n);
+            let s = if (1..=sources.len()).contains(&n) {
+                support(n)
             } else {
+                0.0
+            };
+            if s < MIN_SUPPORT {
                 out.dropped += 1;
+                continue;
+            }
+            match best {
+                Some((_, b)) if b >= s => out.dropped += 1,
+                Some(_) => {
+                    out.dropped += 1;
+                    best = Some((n, s));
+                }
+                None => best = Some((n, s)),
             }
         }
-        if kept.is_empty() && words.len() >= MIN_CLAIM_WORDS {
+        kept.extend(best.map(|(n, _)| n));
+        // A question makes no claim; an uncited claim gets a source only when one clearly
+        // supports it.
+        if kept.is_empty() && words.len() >= MIN_CLAIM_WORDS && !bare.trim_end().ends_with('?') {
             let best = (1..=sources.len())
                 .map(|n| (n, support(n)))
-                .filter(|&(_, s)| s >= MIN_SUPPORT)
+                .filter(|&(_, s)| s >= MIN_ATTRIBUTION_SUPPORT)
                 .max_by(|a, b| a.1.total_cmp(&b.1));
             if let Some((n, _)) = best {
                 kept.insert(n);
@@ -74,7 +102,9 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
             }
         }
         let bare = bare.trim();
-        if bare.is_empty() {
+        // A last sentence cut off mid-way (the token limit, a stop sequence) and left uncited.
+        let unfinished = index == last && !bare.ends_with(['.', '!', '?', ':']);
+        if bare.is_empty() || (unfinished && kept.is_empty()) {
             continue;
         }
         if !out.text.is_empty() {
@@ -95,6 +125,26 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
         out.text.push_str(end);
     }
     out
+}
+
+/// Whether `sentence` is one of the sources' title or heading lines, or a run of its
+/// segments ("How do I delete my account? › What happens next").
+fn is_heading_echo(sentence: &str, sources: &[Source]) -> bool {
+    let norm = |s: &str| {
+        s.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase()
+    };
+    let sentence = norm(
+        sentence
+            .trim_start_matches(|c: char| c == '›' || c.is_whitespace())
+            .trim_end_matches(['.', ':']),
+    );
+    sentence.contains(" › ")
+        || sources.iter().any(|s| {
+            sentence == norm(&s.title) || s.section.split(" › ").any(|h| sentence == norm(h))
+        })
 }
 
 /// Sentences: cut after `.`, `!` or `?` followed by whitespace (markers right after the
@@ -261,9 +311,50 @@ mod tests {
     }
 
     #[test]
-    fn short_courtesies_need_no_citation() {
+    fn copied_heading_lines_and_questions_are_not_claims() {
+        let c = check(
+            "[1] Refunds › Timing. › Timing\nRefunds? Card refunds appear within 3 to 10 working days [1].",
+            &sources(),
+        );
+        assert_eq!(
+            c.text,
+            "Refunds? Card refunds appear within 3 to 10 working days [1]."
+        );
+        assert_eq!(c.cited, vec![1]);
+    }
+
+    #[test]
+    fn an_unfinished_uncited_last_sentence_is_left_out() {
+        let c = check(
+            "Card refunds appear within 3 to 10 working days [1]. If your order has been",
+            &sources(),
+        );
+        assert_eq!(
+            c.text,
+            "Card refunds appear within 3 to 10 working days [1]."
+        );
+    }
+
+    #[test]
+    fn a_sentence_keeps_only_its_best_supporting_source() {
+        let mut two = sources();
+        two.push(source("Card refunds appear within 3 to 10 working days."));
+        let c = check(
+            "Card refunds appear within 3 to 10 working days [3][1].",
+            &two,
+        );
+        assert_eq!(c.cited, vec![3]);
+        assert_eq!(c.dropped, 1);
+    }
+
+    #[test]
+    fn short_courtesies_need_no_citation_and_a_bare_yes_cannot_carry_one() {
         let c = check("Happy to help!", &sources());
         assert_eq!(c.text, "Happy to help!");
         assert!(c.cited.is_empty() && c.dropped == 0);
+        let c = check("Yes [1].", &sources());
+        assert_eq!(c.text, "Yes.");
+        assert!(c.cited.is_empty());
+        assert_eq!(c.dropped, 1);
     }
 }

@@ -5,7 +5,9 @@
 //! `citations` (markers checked against the sources), `handoff` (when not to answer, and the
 //! ticket).
 
+pub mod audit;
 pub mod citations;
+pub mod guard;
 pub mod handoff;
 pub mod persona;
 pub mod prompt;
@@ -67,6 +69,9 @@ impl Default for AnswerSettings {
         }
     }
 }
+
+/// Consecutive words of the system message that an answer may not repeat.
+const LEAK_WINDOW: usize = 8;
 
 /// A citation as the customer sees it: the source's number in the answer and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -165,10 +170,22 @@ impl Assistant {
             .searcher
             .search(question, self.settings.sources, Mode::Hybrid)?;
         let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id).collect();
+        // Passages that address the assistant instead of the customer never reach the model.
         let sources: Vec<Source> = self
             .searcher
             .chunks(&ids)?
             .into_iter()
+            .filter(|c| {
+                let planted = guard::looks_like_injection(&c.text);
+                if planted {
+                    tracing::warn!(
+                        "left out chunk {} of {}: it reads as instructions to the assistant",
+                        c.id,
+                        c.path
+                    );
+                }
+                !planted
+            })
             .map(|c| Source {
                 chunk_id: c.id,
                 section: c.heading_path.join(" › "),
@@ -220,8 +237,9 @@ impl Assistant {
             ));
         }
 
+        let system = prompt::system_message(&self.persona);
         let messages = [
-            Message::new(Role::System, prompt::system_message(&self.persona)),
+            Message::new(Role::System, system.clone()),
             Message::new(Role::User, prompt::user_message(&sources, question)),
         ];
         tracing::debug!("prompt: {}", messages[1].content);
@@ -234,7 +252,11 @@ impl Assistant {
             ttft_s: retrieval_s + generation.timings.ttft_s,
             total_s: started.elapsed().as_secs_f64(),
         };
-        let draft = generation.text.trim().to_string();
+        let mut draft = generation.text.trim().to_string();
+        if guard::leaks(&draft, &system, LEAK_WINDOW) {
+            tracing::warn!("the draft repeated the system message; not given");
+            draft.clear();
+        }
         tracing::info!(
             "model draft ({} prompt tokens, ttft {:.2}s): {draft}",
             generation.prompt_tokens,

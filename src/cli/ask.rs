@@ -3,6 +3,7 @@
 
 use super::common::{Context, ModelArgs};
 use super::search::open_searcher;
+use crate::answer::audit::{AuditLog, ModelRecord};
 use crate::answer::persona::Persona;
 use crate::answer::{Answer, AnswerSettings, Assistant};
 use anyhow::Context as _;
@@ -18,7 +19,8 @@ use std::process::ExitCode;
 /// When the knowledge base holds nothing close to the question, the model finds no answer
 /// in the passages, no citation survives the check, or the customer asks for a person,
 /// frontdesk does not guess: it says a person will take over and prints a ticket (the
-/// question, a summary, the candidate articles and the conversation).
+/// question, a summary, the candidate articles and the conversation). Every answer is
+/// recorded in the audit log (DATA_DIR/frontdesk.sqlite; see `frontdesk stats`).
 ///
 /// Examples:
 ///   frontdesk ask "How long does a refund take?"
@@ -38,6 +40,13 @@ pub struct AskArgs {
     #[arg(long)]
     json: bool,
 
+    #[command(flatten)]
+    pub(super) assistant: AssistantArgs,
+}
+
+/// How the assistant answers (shared by `ask` and `eval answers`).
+#[derive(Debug, Args)]
+pub(super) struct AssistantArgs {
     /// The assistant's persona (TOML: company, assistant_name, tone, support_email,
     /// support_hours, handoff_message); default: the built-in sample's.
     #[arg(long, value_name = "FILE")]
@@ -56,6 +65,50 @@ pub struct AskArgs {
     model: ModelArgs,
 }
 
+impl AssistantArgs {
+    /// The settings, checked, and the persona (read before anything heavy loads).
+    pub(super) fn settings(&self) -> anyhow::Result<(AnswerSettings, Persona)> {
+        if self.sources == 0 {
+            anyhow::bail!("--sources must be at least 1");
+        }
+        if !(0.0..=1.0).contains(&self.min_confidence) {
+            anyhow::bail!("--min-confidence must be between 0 and 1");
+        }
+        let persona = match &self.persona {
+            Some(path) => Persona::load(path)
+                .map_err(|e| anyhow::anyhow!("cannot read the persona {}: {e}", path.display()))?,
+            None => Persona::builtin(),
+        };
+        let settings = AnswerSettings {
+            sources: self.sources,
+            min_confidence: self.min_confidence,
+            ..AnswerSettings::default()
+        };
+        Ok((settings, persona))
+    }
+
+    /// Opens the knowledge base, loads the model, and returns the assistant with the model's
+    /// catalogue name and file sha256.
+    pub(super) fn assistant(
+        &self,
+        ctx: &Context,
+        kb: &str,
+        settings: AnswerSettings,
+        persona: Persona,
+    ) -> anyhow::Result<(Assistant, String, String)> {
+        let searcher = open_searcher(ctx, kb)?;
+        let mut resolved = self.model.resolve(ctx)?;
+        let engine = self.model.load_resolved(&resolved)?;
+        let sha256 = resolved.sha256().context("hashing the model file")?;
+        let name = resolved.name.clone();
+        Ok((
+            Assistant::new(searcher, engine, persona, settings),
+            name,
+            sha256,
+        ))
+    }
+}
+
 pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     let question = if args.question == "-" {
         let mut s = String::new();
@@ -64,22 +117,7 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     } else {
         args.question.clone()
     };
-    if args.sources == 0 {
-        anyhow::bail!("--sources must be at least 1");
-    }
-    if !(0.0..=1.0).contains(&args.min_confidence) {
-        anyhow::bail!("--min-confidence must be between 0 and 1");
-    }
-    let persona = match &args.persona {
-        Some(path) => Persona::load(path)
-            .map_err(|e| anyhow::anyhow!("cannot read the persona {}: {e}", path.display()))?,
-        None => Persona::builtin(),
-    };
-    let settings = AnswerSettings {
-        sources: args.sources,
-        min_confidence: args.min_confidence,
-        ..AnswerSettings::default()
-    };
+    let (settings, persona) = args.assistant.settings()?;
     // Cheap checks first: a bad question or a missing knowledge base fails before the
     // model loads.
     if question.trim().is_empty() {
@@ -92,13 +130,20 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
         }
         .into());
     }
-    let searcher = open_searcher(ctx, &args.kb)?;
-    let mut resolved = args.model.resolve(ctx)?;
-    let engine = args.model.load_resolved(&resolved)?;
-    let model_sha256 = resolved.sha256().context("hashing the model file")?;
-    let model_name = resolved.name.clone();
-    let mut assistant = Assistant::new(searcher, engine, persona, settings);
+    let (mut assistant, model_name, model_sha256) =
+        args.assistant.assistant(ctx, &args.kb, settings, persona)?;
     let answer = assistant.ask(&question, &[])?;
+    let audit = AuditLog::open(&ctx.data_dir)?;
+    audit.record(
+        &args.kb,
+        question.trim(),
+        &answer,
+        &ModelRecord {
+            name: model_name.clone(),
+            sha256: model_sha256.clone(),
+        },
+        assistant.settings(),
+    )?;
 
     if args.json {
         let json = serde_json::json!({

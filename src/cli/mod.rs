@@ -9,6 +9,7 @@ mod generate;
 mod ingest;
 mod models;
 mod search;
+mod stats;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -63,6 +64,7 @@ enum Command {
     Models(models::ModelsArgs),
     Search(search::SearchArgs),
     Eval(eval::EvalArgs),
+    Stats(stats::StatsArgs),
 }
 
 /// Parses the command line and runs one command.
@@ -93,6 +95,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::run(&ctx, args),
         Command::Search(args) => search::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),
+        Command::Stats(args) => stats::run(&ctx, args),
     }
 }
 
