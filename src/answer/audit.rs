@@ -4,6 +4,7 @@
 //! to replay it. `stats` reads it back.
 
 use super::{Answer, AnswerSettings};
+use crate::eval::retrieval::Percentiles;
 use rusqlite::{params, Connection};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -140,12 +141,6 @@ pub struct Stats {
     pub total_s: Percentiles,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Percentiles {
-    pub p50: f64,
-    pub p95: f64,
-}
-
 /// Reads the statistics of the audit log in `data_dir` (all zeros when there is none yet).
 pub fn stats(data_dir: &Path) -> Result<Stats, AuditError> {
     let path = data_dir.join(FILE_NAME);
@@ -179,20 +174,13 @@ pub fn stats(data_dir: &Path) -> Result<Stats, AuditError> {
     let cited = answered.iter().filter(|r| r.1 != "[]").count();
     let ttft: Vec<f64> = rows.iter().map(|r| r.2).filter(|&t| t > 0.0).collect();
     let total: Vec<f64> = rows.iter().map(|r| r.3).collect();
-    let pct = |v: &[f64]| {
-        let l = crate::eval::retrieval::Latency::of(v);
-        Percentiles {
-            p50: l.p50,
-            p95: l.p95,
-        }
-    };
     let share = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
     Ok(Stats {
         answers,
         handoffs,
         handoff_rate: share(handoffs, answers),
         citation_rate: share(cited as u64, answered.len() as u64),
-        ttft_s: pct(&ttft),
-        total_s: pct(&total),
+        ttft_s: Percentiles::of(&ttft),
+        total_s: Percentiles::of(&total),
     })
 }

@@ -73,6 +73,25 @@ impl Default for AnswerSettings {
 /// Consecutive words of the system message that an answer may not repeat.
 const LEAK_WINDOW: usize = 8;
 
+impl AnswerSettings {
+    /// The question without surrounding whitespace, or why it cannot be asked: empty, or
+    /// longer than `max_question_chars` as sent.
+    pub fn check_question<'q>(&self, question: &'q str) -> Result<&'q str, AnswerError> {
+        let chars = question.chars().count();
+        if chars > self.max_question_chars {
+            return Err(AnswerError::QuestionTooLong {
+                chars,
+                max: self.max_question_chars,
+            });
+        }
+        let question = question.trim();
+        if question.is_empty() {
+            return Err(AnswerError::EmptyQuestion);
+        }
+        Ok(question)
+    }
+}
+
 /// A citation as the customer sees it: the source's number in the answer and where it is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Citation {
@@ -149,17 +168,7 @@ impl Assistant {
     /// Answers `question`; `history` is the conversation before it (for the ticket).
     pub fn ask(&mut self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
         let started = Instant::now();
-        let question = question.trim();
-        if question.is_empty() {
-            return Err(AnswerError::EmptyQuestion);
-        }
-        let chars = question.chars().count();
-        if chars > self.settings.max_question_chars {
-            return Err(AnswerError::QuestionTooLong {
-                chars,
-                max: self.settings.max_question_chars,
-            });
-        }
+        let question = self.settings.check_question(question)?;
 
         let confidence = self
             .searcher
@@ -201,17 +210,6 @@ impl Assistant {
             role: "customer",
             text: question.to_string(),
         });
-        let candidates = || -> Vec<Candidate> {
-            sources
-                .iter()
-                .map(|s| Candidate {
-                    path: s.path.clone(),
-                    title: s.title.clone(),
-                    section: s.section.clone(),
-                    similarity: confidence,
-                })
-                .collect()
-        };
 
         let early = if asks_for_a_person(question) {
             Some(HandoffReason::CustomerAsked)
@@ -224,7 +222,6 @@ impl Assistant {
             return Ok(self.hand_off(
                 question,
                 reason,
-                candidates(),
                 conversation,
                 confidence,
                 AnswerTimings {
@@ -262,11 +259,10 @@ impl Assistant {
             generation.prompt_tokens,
             generation.timings.ttft_s
         );
-        if draft.is_empty() || draft.to_uppercase().contains(prompt::NOT_FOUND) {
+        if draft.is_empty() {
             return Ok(self.hand_off(
                 question,
                 HandoffReason::NotInSources,
-                candidates(),
                 conversation,
                 confidence,
                 timings,
@@ -279,7 +275,6 @@ impl Assistant {
             return Ok(self.hand_off(
                 question,
                 HandoffReason::Unsupported,
-                candidates(),
                 conversation,
                 confidence,
                 timings,
@@ -314,18 +309,27 @@ impl Assistant {
         })
     }
 
+    /// The hand-off answer; the ticket's candidates are the passages retrieved.
     #[allow(clippy::too_many_arguments)]
     fn hand_off(
         &self,
         question: &str,
         reason: HandoffReason,
-        candidates: Vec<Candidate>,
         conversation: Vec<Turn>,
         confidence: f64,
         timings: AnswerTimings,
         draft: Option<String>,
         sources: Vec<Source>,
     ) -> Answer {
+        let candidates = sources
+            .iter()
+            .map(|s| Candidate {
+                path: s.path.clone(),
+                title: s.title.clone(),
+                section: s.section.clone(),
+                similarity: confidence,
+            })
+            .collect();
         Answer {
             answer: self.persona.handoff_message.clone(),
             handoff: true,

@@ -19,9 +19,6 @@ pub struct Source {
     pub text: String,
 }
 
-/// What the model is told to answer when the sources do not hold the answer.
-pub const NOT_FOUND: &str = "NOT IN SOURCES";
-
 /// The system message: identical for every question, so its KV state can be reused.
 pub fn system_message(persona: &Persona) -> String {
     format!(

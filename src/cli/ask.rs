@@ -120,16 +120,7 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     let (settings, persona) = args.assistant.settings()?;
     // Cheap checks first: a bad question or a missing knowledge base fails before the
     // model loads.
-    if question.trim().is_empty() {
-        return Err(crate::answer::AnswerError::EmptyQuestion.into());
-    }
-    if question.chars().count() > settings.max_question_chars {
-        return Err(crate::answer::AnswerError::QuestionTooLong {
-            chars: question.chars().count(),
-            max: settings.max_question_chars,
-        }
-        .into());
-    }
+    settings.check_question(&question)?;
     let (mut assistant, model_name, model_sha256) =
         args.assistant.assistant(ctx, &args.kb, settings, persona)?;
     let answer = assistant.ask(&question, &[])?;

@@ -3,26 +3,10 @@
 //! page is one of the question's relevant pages), answer rate on answerable questions,
 //! hand-off rate on unanswerable ones, and time to first token and total time.
 
-use super::retrieval::{Latency, Question};
+use super::retrieval::{Percentiles, Question};
 use crate::answer::{Answer, AnswerError, Assistant};
 use serde::Serialize;
 use std::collections::HashMap;
-
-/// Seconds at the 50th and 95th percentile.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Seconds {
-    pub p50: f64,
-    pub p95: f64,
-}
-
-impl From<Latency> for Seconds {
-    fn from(l: Latency) -> Seconds {
-        Seconds {
-            p50: l.p50,
-            p95: l.p95,
-        }
-    }
-}
 
 /// The JSON of `eval answers --json` (DESIGN's names).
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -41,8 +25,8 @@ pub struct AnswersReport {
     /// (0 for a hand-off).
     pub answer_f1: f64,
     /// Over the questions the model was asked.
-    pub ttft_s: Seconds,
-    pub total_s: Seconds,
+    pub ttft_s: Percentiles,
+    pub total_s: Percentiles,
     #[serde(skip)]
     pub outcomes: Vec<Outcome>,
 }
@@ -130,8 +114,8 @@ pub fn evaluate_answers(
         } else {
             f1s.iter().sum::<f64>() / f1s.len() as f64
         },
-        ttft_s: Latency::of(&ttft).into(),
-        total_s: Latency::of(&total).into(),
+        ttft_s: Percentiles::of(&ttft),
+        total_s: Percentiles::of(&total),
         outcomes,
     })
 }

@@ -169,16 +169,17 @@ impl ModeScores {
     }
 }
 
-/// Search latency of one mode over the questions, in milliseconds.
+/// The 50th and 95th percentile of a set of timings (search latency in milliseconds, answer
+/// times in seconds): the `{"p50", "p95"}` of every JSON report.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Latency {
+pub struct Percentiles {
     pub p50: f64,
     pub p95: f64,
 }
 
-impl Latency {
+impl Percentiles {
     /// Nearest-rank percentiles of `samples` (zeros for none).
-    pub fn of(samples: &[f64]) -> Latency {
+    pub fn of(samples: &[f64]) -> Percentiles {
         let mut sorted = samples.to_vec();
         sorted.sort_by(f64::total_cmp);
         let at = |q: f64| {
@@ -189,7 +190,7 @@ impl Latency {
                 sorted[rank.clamp(1, sorted.len()) - 1]
             }
         };
-        Latency {
+        Percentiles {
             p50: at(0.50),
             p95: at(0.95),
         }
@@ -201,7 +202,7 @@ impl Latency {
 pub struct ModeReport {
     #[serde(flatten)]
     pub scores: ModeScores,
-    pub latency_ms: Latency,
+    pub latency_ms: Percentiles,
 }
 
 /// The relevant pages one mode did not return in its first 10 for one question.
@@ -261,7 +262,7 @@ pub fn evaluate(searcher: &Searcher, questions: &[Question]) -> Result<Retrieval
             mode.name(),
             ModeReport {
                 scores: ModeScores::mean(&scores),
-                latency_ms: Latency::of(&millis),
+                latency_ms: Percentiles::of(&millis),
             },
         );
     }
@@ -370,13 +371,13 @@ mod tests {
     fn latency_percentiles_use_nearest_rank() {
         let samples: Vec<f64> = (1..=20).map(f64::from).collect();
         assert_eq!(
-            Latency::of(&samples),
-            Latency {
+            Percentiles::of(&samples),
+            Percentiles {
                 p50: 10.0,
                 p95: 19.0
             }
         );
-        assert_eq!(Latency::of(&[7.0]), Latency { p50: 7.0, p95: 7.0 });
-        assert_eq!(Latency::of(&[]), Latency::default());
+        assert_eq!(Percentiles::of(&[7.0]), Percentiles { p50: 7.0, p95: 7.0 });
+        assert_eq!(Percentiles::of(&[]), Percentiles::default());
     }
 }
