@@ -6,5 +6,7 @@
 //! application.
 
 pub mod cpu;
+pub mod ggml;
 pub mod int8;
+pub mod quant;
 pub mod vector;

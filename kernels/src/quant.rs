@@ -1,0 +1,971 @@
+//! Matrix products against GGUF's quantized weights: `y = x · Wᵀ` for the linear layers of a
+//! language model, one kernel for generation (one row of `x`) and prompt processing (hundreds).
+//!
+//! Every supported GGML format decodes to `w = d · q + m` with a small unsigned integer `q`
+//! (4, 5, 6 or 8 bits) and a scale `d` and offset `m` per block of 32 (16 for Q6_K) values.
+//! At load time the weights are repacked, without losing a bit, into one layout: blocks of 16
+//! output rows, and inside a block, for each run of 32 inputs, the 16 rows' values grouped four
+//! inputs at a time — exactly the 64 bytes one AVX-512 VNNI `vpdpbusd` multiplies against four
+//! broadcast activation bytes, so no horizontal sums are ever needed. 4-bit values are stored
+//! as nibbles (two registers per 64 bytes), and the fifth and sixth bits as bit planes that a
+//! masked byte add puts back, so a repacked matrix is no bigger than the file's.
+//!
+//! Activations are quantized per block of 32 to signed bytes with an f32 scale `da` (like
+//! GGML's Q8_0); a block then contributes `d · (da · Σ q·a) + m · (da · Σ a)` — the integer
+//! sum exact, then the same float operations in the same order on every path.
+
+use crate::ggml::{self, GgmlType};
+pub use crate::int8::ShapeError;
+use half::f16;
+use rayon::prelude::*;
+use std::sync::OnceLock;
+
+/// Output rows per packed block: one 512-bit register of 32-bit sums.
+pub const ROWS: usize = 16;
+/// Inputs per activation block (one activation scale).
+const KB: usize = 32;
+
+/// Why a GGUF tensor cannot become a matrix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QuantError {
+    Unsupported(&'static str),
+    /// The row length is not a whole number of the format's blocks (or of 32).
+    RowLength {
+        ty: &'static str,
+        cols: usize,
+    },
+    Length {
+        expected: usize,
+        found: usize,
+    },
+}
+
+impl std::fmt::Display for QuantError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QuantError::Unsupported(t) => write!(f, "weight type {t} is not supported"),
+            QuantError::RowLength { ty, cols } => {
+                write!(f, "rows of {cols} values cannot be stored as {ty}")
+            }
+            QuantError::Length { expected, found } => {
+                write!(
+                    f,
+                    "tensor data is {found} bytes, its shape needs {expected}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for QuantError {}
+
+/// The instruction set a product runs with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuantPath {
+    Scalar,
+    Avx2,
+    Avx512Vnni,
+}
+
+impl QuantPath {
+    /// The fastest path this CPU supports (detected once).
+    pub fn best() -> QuantPath {
+        static BEST: OnceLock<QuantPath> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                {
+                    return QuantPath::Avx512Vnni;
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+                {
+                    return QuantPath::Avx2;
+                }
+            }
+            QuantPath::Scalar
+        })
+    }
+
+    pub fn supported(self) -> bool {
+        match self {
+            QuantPath::Scalar => true,
+            QuantPath::Avx2 => matches!(QuantPath::best(), QuantPath::Avx2 | QuantPath::Avx512Vnni),
+            QuantPath::Avx512Vnni => QuantPath::best() == QuantPath::Avx512Vnni,
+        }
+    }
+}
+
+/// Per-block scales as stored: f16 where the file's scale is an f16 (exact), f32 where it is a
+/// product of two (Q4_K, Q6_K).
+#[derive(Debug, Clone)]
+enum Scales {
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// Per-block offsets: `-bias · d` for the symmetric formats (nothing stored), or stored.
+#[derive(Debug, Clone)]
+enum Mins {
+    Bias(f32),
+    F16(Vec<u16>),
+    F32(Vec<f32>),
+}
+
+/// A quantized weight matrix (`rows` outputs × `cols` inputs) repacked for the kernels, or a
+/// float one kept as f32.
+#[derive(Debug, Clone)]
+pub struct QMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    /// Bits of a value: 4, 5, 6 or 8.
+    bits: u32,
+    /// Inputs per scale: 32, or 16 for Q6_K.
+    sb: usize,
+    /// `[row block][32-input block][block_bytes]`.
+    values: Vec<u8>,
+    /// `[row block][scale block][16 rows]`.
+    scales: Scales,
+    mins: Mins,
+    /// Float weights, row-major (F32 and F16 tensors).
+    dense: Vec<f32>,
+}
+
+/// Bytes of one 16-row × 32-input block of values.
+fn block_bytes(bits: u32) -> usize {
+    match bits {
+        8 => 512,
+        b => 256 + (b as usize - 4) * 64,
+    }
+}
+
+impl QMatrix {
+    /// Repacks a GGUF tensor of `rows` rows of `cols` values (`data` in the file's layout).
+    pub fn from_ggml(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<QMatrix, QuantError> {
+        let row_bytes = ty.row_bytes(cols).ok_or(QuantError::RowLength {
+            ty: ty.name(),
+            cols,
+        })?;
+        if data.len() != rows * row_bytes {
+            return Err(QuantError::Length {
+                expected: rows * row_bytes,
+                found: data.len(),
+            });
+        }
+        let mut m = QMatrix {
+            ty,
+            rows,
+            cols,
+            bits: ty.value_bits(),
+            sb: ty.scale_block().max(16),
+            values: Vec::new(),
+            scales: Scales::F32(Vec::new()),
+            mins: Mins::Bias(0.0),
+            dense: Vec::new(),
+        };
+        if !ty.is_quantized() {
+            m.dense = vec![0.0; rows * cols];
+            m.dense
+                .par_chunks_mut(cols.max(1))
+                .zip(data.par_chunks(row_bytes.max(1)))
+                .for_each(|(out, row)| ggml::dequantize_row(ty, row, out));
+            return Ok(m);
+        }
+        if !cols.is_multiple_of(KB) {
+            return Err(QuantError::RowLength {
+                ty: ty.name(),
+                cols,
+            });
+        }
+        let groups = rows.div_ceil(ROWS);
+        let kblocks = cols / KB;
+        let bb = block_bytes(m.bits);
+        let nscales = cols / m.sb;
+        let mut values = vec![0u8; groups * kblocks * bb];
+        let mut scales = vec![0f32; groups * nscales * ROWS];
+        let mut mins = vec![0f32; groups * nscales * ROWS];
+        let bits = m.bits;
+        values
+            .par_chunks_mut(kblocks * bb)
+            .zip(scales.par_chunks_mut(nscales * ROWS))
+            .zip(mins.par_chunks_mut(nscales * ROWS))
+            .enumerate()
+            .for_each(|(g, ((vals, scs), mns))| {
+                let mut q = vec![0u8; cols];
+                let mut rs = vec![0f32; nscales];
+                let mut rm = vec![0f32; nscales];
+                for r in 0..ROWS.min(rows - g * ROWS) {
+                    let row = g * ROWS + r;
+                    ggml::decode_row(
+                        ty,
+                        &data[row * row_bytes..][..row_bytes],
+                        &mut q,
+                        &mut rs,
+                        &mut rm,
+                    );
+                    for s in 0..nscales {
+                        scs[s * ROWS + r] = rs[s];
+                        mns[s * ROWS + r] = rm[s];
+                    }
+                    for kb in 0..kblocks {
+                        pack_row(
+                            bits,
+                            &q[kb * KB..kb * KB + KB],
+                            r,
+                            &mut vals[kb * bb..kb * bb + bb],
+                        );
+                    }
+                }
+            });
+        m.values = values;
+        m.scales = match ty {
+            GgmlType::Q4K | GgmlType::Q6K => Scales::F32(scales),
+            _ => Scales::F16(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
+        };
+        m.mins = match ty {
+            GgmlType::Q4_0 => Mins::Bias(8.0),
+            GgmlType::Q5_0 => Mins::Bias(16.0),
+            GgmlType::Q8_0 => Mins::Bias(128.0),
+            GgmlType::Q6K => Mins::Bias(32.0),
+            GgmlType::Q4_1 => Mins::F16(mins.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
+            _ => Mins::F32(mins),
+        };
+        Ok(m)
+    }
+
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    pub fn ggml_type(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Bytes held (what a forward pass reads).
+    pub fn bytes(&self) -> usize {
+        let scales = match &self.scales {
+            Scales::F16(v) => v.len() * 2,
+            Scales::F32(v) => v.len() * 4,
+        };
+        let mins = match &self.mins {
+            Mins::Bias(_) => 0,
+            Mins::F16(v) => v.len() * 2,
+            Mins::F32(v) => v.len() * 4,
+        };
+        self.values.len() + scales + mins + self.dense.len() * 4
+    }
+
+    fn groups(&self) -> usize {
+        self.rows.div_ceil(ROWS)
+    }
+
+    fn scale(&self, i: usize) -> f32 {
+        match &self.scales {
+            Scales::F16(v) => f16::from_bits(v[i]).to_f32(),
+            Scales::F32(v) => v[i],
+        }
+    }
+
+    fn min(&self, i: usize) -> f32 {
+        match &self.mins {
+            Mins::Bias(b) => -b * self.scale(i),
+            Mins::F16(v) => f16::from_bits(v[i]).to_f32(),
+            Mins::F32(v) => v[i],
+        }
+    }
+
+    /// `out = x · Wᵀ` with the fastest path; `out` is `x.rows() × self.rows()`, row-major.
+    pub fn matmul(&self, x: &Activations, out: &mut [f32]) -> Result<(), ShapeError> {
+        self.matmul_with(QuantPath::best(), x, out)
+    }
+
+    /// `matmul` on a chosen path; a path this CPU lacks falls back to scalar.
+    pub fn matmul_with(
+        &self,
+        path: QuantPath,
+        x: &Activations,
+        out: &mut [f32],
+    ) -> Result<(), ShapeError> {
+        if x.cols != self.cols {
+            return Err(ShapeError::Inner {
+                left: x.cols,
+                right: self.cols,
+            });
+        }
+        if out.len() != x.n * self.rows {
+            return Err(ShapeError::Length {
+                expected: x.n * self.rows,
+                found: out.len(),
+            });
+        }
+        if x.n == 0 || self.rows == 0 {
+            return Ok(());
+        }
+        if !self.ty.is_quantized() {
+            self.dense_matmul(x, out);
+            return Ok(());
+        }
+        let path = if path.supported() {
+            path
+        } else {
+            QuantPath::Scalar
+        };
+        // Row blocks are split across the thread pool; each task writes its own columns of
+        // every output row.
+        let groups = self.groups();
+        let threads = rayon::current_num_threads().max(1);
+        let per_task = groups.div_ceil(threads * 4).max(1);
+        let out_ptr = SendPtr(out.as_mut_ptr());
+        (0..groups.div_ceil(per_task))
+            .into_par_iter()
+            .for_each(|task| {
+                let g0 = task * per_task;
+                let g1 = (g0 + per_task).min(groups);
+                let out = out_ptr;
+                match path {
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `supported` checked the CPU; shapes were checked above; tasks write
+                    // disjoint columns.
+                    QuantPath::Avx512Vnni => unsafe { x86::matmul_vnni(self, x, out.0, g0, g1) },
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: as above.
+                    QuantPath::Avx2 => unsafe { x86::matmul_avx2(self, x, out.0, g0, g1) },
+                    // SAFETY: as above.
+                    _ => unsafe { self.matmul_scalar(x, out.0, g0, g1) },
+                }
+            });
+        Ok(())
+    }
+
+    fn dense_matmul(&self, x: &Activations, out: &mut [f32]) {
+        let cols = self.cols;
+        out.par_chunks_mut(self.rows)
+            .enumerate()
+            .for_each(|(i, o)| {
+                let xi = &x.float[i * cols..(i + 1) * cols];
+                for (r, v) in o.iter_mut().enumerate() {
+                    *v = crate::vector::dot(&self.dense[r * cols..(r + 1) * cols], xi);
+                }
+            });
+    }
+
+    /// The value `q` of row `r`, input `k`, read back from the packed layout.
+    fn value(&self, r: usize, k: usize) -> u8 {
+        let bb = block_bytes(self.bits);
+        let kblocks = self.cols / KB;
+        let block = &self.values[((r / ROWS) * kblocks + k / KB) * bb..][..bb];
+        unpack_value(self.bits, block, r % ROWS, k % KB)
+    }
+
+    /// # Safety
+    /// `out` must hold `x.n × self.rows` values; no other task writes row blocks `g0..g1`.
+    unsafe fn matmul_scalar(&self, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
+        let nscales = self.cols / self.sb;
+        let per_kb = KB / self.sb;
+        for r in g0 * ROWS..(g1 * ROWS).min(self.rows) {
+            let g = r / ROWS;
+            for i in 0..x.n {
+                let mut acc = 0f32;
+                for s in 0..nscales {
+                    let k0 = s * self.sb;
+                    let mut isum = 0i32;
+                    for k in k0..k0 + self.sb {
+                        isum += self.value(r, k) as i32 * x.q[i * x.cols + k] as i32;
+                    }
+                    let kb = s / per_kb;
+                    let si = (g * nscales + s) * ROWS + r % ROWS;
+                    let t = isum as f32 * x.d[i * x.kblocks + kb];
+                    acc = self.scale(si).mul_add(t, acc);
+                    acc = self.min(si).mul_add(x.block_sum(i, s, self.sb), acc);
+                }
+                *out.add(i * self.rows + r) = acc;
+            }
+        }
+    }
+}
+
+/// Writes row `r`'s 32 values `q` into a packed block.
+fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
+    for (k, &v) in q.iter().enumerate() {
+        let (j, t) = (k / 4, k % 4);
+        let byte = r * 4 + t;
+        if bits == 8 {
+            block[j * 64 + byte] = v;
+            continue;
+        }
+        // Registers 2p and 2p+1 share 64 bytes: low and high nibbles.
+        let at = (j / 2) * 64 + byte;
+        block[at] |= (v & 0x0f) << ((j % 2) * 4);
+        for plane in 0..(bits as usize - 4) {
+            if (v >> (4 + plane)) & 1 == 1 {
+                let word = 256 + plane * 64 + j * 8;
+                block[word + byte / 8] |= 1 << (byte % 8);
+            }
+        }
+    }
+}
+
+fn unpack_value(bits: u32, block: &[u8], r: usize, k: usize) -> u8 {
+    let (j, t) = (k / 4, k % 4);
+    let byte = r * 4 + t;
+    if bits == 8 {
+        return block[j * 64 + byte];
+    }
+    let mut v = (block[(j / 2) * 64 + byte] >> ((j % 2) * 4)) & 0x0f;
+    for plane in 0..(bits as usize - 4) {
+        let word = 256 + plane * 64 + j * 8;
+        v |= ((block[word + byte / 8] >> (byte % 8)) & 1) << (4 + plane);
+    }
+    v
+}
+
+#[derive(Clone, Copy)]
+struct SendPtr(*mut f32);
+// SAFETY: tasks write disjoint elements through it (see `matmul_with`).
+unsafe impl Send for SendPtr {}
+unsafe impl Sync for SendPtr {}
+
+/// Rows of activations quantized per block of 32 inputs for the quantized products.
+#[derive(Debug, Clone, Default)]
+pub struct Activations {
+    n: usize,
+    cols: usize,
+    kblocks: usize,
+    /// `n × cols` signed bytes.
+    q: Vec<i8>,
+    /// `n × kblocks` scales.
+    d: Vec<f32>,
+    /// `da · Σ a` per 16 inputs (`n × cols/16`) and per 32 (`n × kblocks`).
+    sum16: Vec<f32>,
+    sum32: Vec<f32>,
+    /// The rows as given, for float (F32/F16) weights.
+    float: Vec<f32>,
+}
+
+impl Activations {
+    pub fn new() -> Activations {
+        Activations::default()
+    }
+
+    pub fn rows(&self) -> usize {
+        self.n
+    }
+
+    /// Quantizes `x` (`n` rows of `cols`, row-major), replacing what was held. `cols` must be a
+    /// multiple of 32 for quantized weights.
+    pub fn quantize(&mut self, x: &[f32], n: usize, cols: usize) -> Result<(), ShapeError> {
+        if x.len() != n * cols {
+            return Err(ShapeError::Length {
+                expected: n * cols,
+                found: x.len(),
+            });
+        }
+        self.n = n;
+        self.cols = cols;
+        self.kblocks = cols / KB;
+        self.float.clear();
+        self.float.extend_from_slice(x);
+        let whole = self.kblocks * KB;
+        self.q.clear();
+        self.q.resize(n * cols, 0);
+        self.d.clear();
+        self.d.resize(n * self.kblocks, 0.0);
+        self.sum16.clear();
+        self.sum16.resize(n * cols / 16, 0.0);
+        self.sum32.clear();
+        self.sum32.resize(n * self.kblocks, 0.0);
+        for i in 0..n {
+            for kb in 0..self.kblocks {
+                let src = &x[i * cols + kb * KB..][..KB];
+                let dst = &mut self.q[i * cols + kb * KB..][..KB];
+                let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
+                let (d, inv) = if max > 0.0 && max.is_finite() {
+                    (max / 127.0, 127.0 / max)
+                } else {
+                    (0.0, 0.0)
+                };
+                let mut halves = [0i32; 2];
+                for (k, (o, &v)) in dst.iter_mut().zip(src).enumerate() {
+                    let y = v * inv;
+                    let y = if y.is_nan() { 0.0 } else { y };
+                    let y = y.round_ties_even().clamp(-127.0, 127.0);
+                    // SAFETY: finite and within ±127.
+                    let a = unsafe { y.to_int_unchecked::<i32>() };
+                    *o = a as i8;
+                    halves[k / 16] += a;
+                }
+                self.d[i * self.kblocks + kb] = d;
+                let s16 = [d * halves[0] as f32, d * halves[1] as f32];
+                self.sum16[i * cols / 16 + kb * 2] = s16[0];
+                self.sum16[i * cols / 16 + kb * 2 + 1] = s16[1];
+                self.sum32[i * self.kblocks + kb] = d * (halves[0] + halves[1]) as f32;
+            }
+            debug_assert_eq!(whole, cols - cols % KB);
+        }
+        Ok(())
+    }
+
+    /// `da · Σ a` over scale block `s` of `sb` inputs.
+    #[inline(always)]
+    fn block_sum(&self, i: usize, s: usize, sb: usize) -> f32 {
+        if sb == 16 {
+            self.sum16[i * self.cols / 16 + s]
+        } else {
+            self.sum32[i * self.kblocks + s]
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::*;
+    use std::arch::x86_64::*;
+
+    /// Activation rows per tile.
+    const MR: usize = 4;
+    /// Row blocks per tile.
+    const NB: usize = 2;
+
+    /// # Safety
+    /// AVX-512 F, BW and VNNI; checked shapes; disjoint row blocks per task.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn matmul_vnni(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g0: usize,
+        g1: usize,
+    ) {
+        let mut g = g0;
+        while g < g1 {
+            let nb = (g1 - g).min(NB);
+            let mut i = 0;
+            while i < x.n {
+                let mr = (x.n - i).min(MR);
+                match (m.bits, m.sb, mr, nb) {
+                    (b, 16, mr, nb) => {
+                        debug_assert_eq!(b, 6);
+                        dispatch_tile::<6, 16>(m, x, out, g, i, mr, nb)
+                    }
+                    (4, _, mr, nb) => dispatch_tile::<4, 32>(m, x, out, g, i, mr, nb),
+                    (5, _, mr, nb) => dispatch_tile::<5, 32>(m, x, out, g, i, mr, nb),
+                    (6, _, mr, nb) => dispatch_tile::<6, 32>(m, x, out, g, i, mr, nb),
+                    (_, _, mr, nb) => dispatch_tile::<8, 32>(m, x, out, g, i, mr, nb),
+                }
+                i += mr;
+            }
+            g += nb;
+        }
+    }
+
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn dispatch_tile<const BITS: u32, const SB: usize>(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g: usize,
+        i: usize,
+        mr: usize,
+        nb: usize,
+    ) {
+        match (mr, nb) {
+            (4, 2) => tile::<BITS, SB, 4, 2>(m, x, out, g, i),
+            (3, 2) => tile::<BITS, SB, 3, 2>(m, x, out, g, i),
+            (2, 2) => tile::<BITS, SB, 2, 2>(m, x, out, g, i),
+            (1, 2) => tile::<BITS, SB, 1, 2>(m, x, out, g, i),
+            (4, _) => tile::<BITS, SB, 4, 1>(m, x, out, g, i),
+            (3, _) => tile::<BITS, SB, 3, 1>(m, x, out, g, i),
+            (2, _) => tile::<BITS, SB, 2, 1>(m, x, out, g, i),
+            (_, _) => tile::<BITS, SB, 1, 1>(m, x, out, g, i),
+        }
+    }
+
+    /// Register `j` (inputs 4j..4j+4 of the 16 rows) of a packed 32-input block.
+    #[inline(always)]
+    unsafe fn unpack<const BITS: u32>(block: *const u8, j: usize) -> __m512i {
+        if BITS == 8 {
+            return _mm512_loadu_si512(block.add(j * 64) as *const __m512i);
+        }
+        let packed = _mm512_loadu_si512(block.add((j / 2) * 64) as *const __m512i);
+        let low = _mm512_set1_epi8(0x0f);
+        let mut v = if j.is_multiple_of(2) {
+            _mm512_and_si512(packed, low)
+        } else {
+            _mm512_and_si512(_mm512_srli_epi16::<4>(packed), low)
+        };
+        if BITS >= 5 {
+            let plane = (block.add(256 + j * 8) as *const u64).read_unaligned();
+            v = _mm512_mask_add_epi8(v, plane, v, _mm512_set1_epi8(16));
+        }
+        if BITS >= 6 {
+            let plane = (block.add(256 + 64 + j * 8) as *const u64).read_unaligned();
+            v = _mm512_mask_add_epi8(v, plane, v, _mm512_set1_epi8(32));
+        }
+        v
+    }
+
+    #[inline(always)]
+    unsafe fn load_scales(m: &QMatrix, at: usize) -> __m512 {
+        match &m.scales {
+            Scales::F16(v) => {
+                _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
+            }
+            Scales::F32(v) => _mm512_loadu_ps(v.as_ptr().add(at)),
+        }
+    }
+
+    #[inline(always)]
+    unsafe fn load_mins(m: &QMatrix, at: usize, scales: __m512) -> __m512 {
+        match &m.mins {
+            Mins::Bias(b) => _mm512_mul_ps(scales, _mm512_set1_ps(-b)),
+            Mins::F16(v) => {
+                _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
+            }
+            Mins::F32(v) => _mm512_loadu_ps(v.as_ptr().add(at)),
+        }
+    }
+
+    /// `R` activation rows from `i` against `N` row blocks from `g`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile<const BITS: u32, const SB: usize, const R: usize, const N: usize>(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g: usize,
+        i: usize,
+    ) {
+        let kblocks = m.cols / KB;
+        let nscales = m.cols / SB;
+        let bb = block_bytes(BITS);
+        let mut acc = [[_mm512_setzero_ps(); N]; R];
+        let regs = SB / 4;
+        for kb in 0..kblocks {
+            let blocks: [*const u8; N] =
+                std::array::from_fn(|n| m.values.as_ptr().add(((g + n) * kblocks + kb) * bb));
+            for half in 0..KB / SB {
+                let mut isum = [[_mm512_setzero_si512(); N]; R];
+                for jj in 0..regs {
+                    let j = half * regs + jj;
+                    let w: [__m512i; N] = std::array::from_fn(|n| unpack::<BITS>(blocks[n], j));
+                    for (r, row) in isum.iter_mut().enumerate() {
+                        let a = (x.q.as_ptr().add((i + r) * x.cols + kb * KB + j * 4)
+                            as *const i32)
+                            .read_unaligned();
+                        let a = _mm512_set1_epi32(a);
+                        for (n, s) in row.iter_mut().enumerate() {
+                            *s = _mm512_dpbusd_epi32(*s, w[n], a);
+                        }
+                    }
+                }
+                let s = kb * (KB / SB) + half;
+                let sc: [__m512; N] =
+                    std::array::from_fn(|n| load_scales(m, ((g + n) * nscales + s) * ROWS));
+                let mn: [__m512; N] =
+                    std::array::from_fn(|n| load_mins(m, ((g + n) * nscales + s) * ROWS, sc[n]));
+                for r in 0..R {
+                    let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
+                    let bs = _mm512_set1_ps(x.block_sum(i + r, s, SB));
+                    for n in 0..N {
+                        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r][n]), da);
+                        acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
+                        acc[r][n] = _mm512_fmadd_ps(mn[n], bs, acc[r][n]);
+                    }
+                }
+            }
+        }
+        for n in 0..N {
+            let first = (g + n) * ROWS;
+            let valid = (m.rows - first).min(ROWS);
+            let mask: __mmask16 = if valid == ROWS {
+                0xffff
+            } else {
+                (1u16 << valid) - 1
+            };
+            for (r, row) in acc.iter().enumerate() {
+                _mm512_mask_storeu_ps(out.add((i + r) * m.rows + first), mask, row[n]);
+            }
+        }
+    }
+
+    /// AVX2 (+FMA, F16C): 8 rows per register, `vpmaddubsw` + `vpmaddwd` for the products.
+    /// # Safety
+    /// As `matmul_vnni`, for AVX2, FMA and F16C.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn matmul_avx2(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g0: usize,
+        g1: usize,
+    ) {
+        let kblocks = m.cols / KB;
+        let nscales = m.cols / m.sb;
+        let bb = block_bytes(m.bits);
+        let mut unpacked = [0u8; KB * ROWS];
+        let mut acc = vec![_mm256_setzero_ps(); x.n * 2];
+        for g in g0..g1 {
+            let first = g * ROWS;
+            let valid = (m.rows - first).min(ROWS);
+            acc.fill(_mm256_setzero_ps());
+            for kb in 0..kblocks {
+                let block = &m.values[(g * kblocks + kb) * bb..][..bb];
+                // Unpacked once per block for all rows of x; this fallback is kept simple, it
+                // is not the path that carries the speed targets.
+                for r in 0..ROWS {
+                    for k in 0..KB {
+                        unpacked[(k / 4) * 64 + r * 4 + k % 4] = unpack_value(m.bits, block, r, k);
+                    }
+                }
+                for i in 0..x.n {
+                    for half in 0..KB / m.sb {
+                        let mut isum = [_mm256_setzero_si256(); 2];
+                        let regs = m.sb / 4;
+                        for jj in 0..regs {
+                            let j = half * regs + jj;
+                            let a = (x.q.as_ptr().add(i * x.cols + kb * KB + j * 4) as *const i32)
+                                .read_unaligned();
+                            let a = _mm256_set1_epi32(a);
+                            for (h, s) in isum.iter_mut().enumerate() {
+                                let w = _mm256_loadu_si256(
+                                    unpacked.as_ptr().add(j * 64 + h * 32) as *const __m256i
+                                );
+                                *s = _mm256_add_epi32(*s, dot_u8_i8(w, a));
+                            }
+                        }
+                        let s = kb * (KB / m.sb) + half;
+                        let da = _mm256_set1_ps(x.d[i * x.kblocks + kb]);
+                        let bs = _mm256_set1_ps(x.block_sum(i, s, m.sb));
+                        for h in 0..2 {
+                            let at = (g * nscales + s) * ROWS + h * 8;
+                            let sc = match &m.scales {
+                                Scales::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(
+                                    v.as_ptr().add(at) as *const __m128i,
+                                )),
+                                Scales::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
+                            };
+                            let mn = match &m.mins {
+                                Mins::Bias(b) => _mm256_mul_ps(sc, _mm256_set1_ps(-b)),
+                                Mins::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(
+                                    v.as_ptr().add(at) as *const __m128i,
+                                )),
+                                Mins::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
+                            };
+                            let t = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[h]), da);
+                            let a = &mut acc[i * 2 + h];
+                            *a = _mm256_fmadd_ps(sc, t, *a);
+                            *a = _mm256_fmadd_ps(mn, bs, *a);
+                        }
+                    }
+                }
+            }
+            for i in 0..x.n {
+                let mut lanes = [0f32; ROWS];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i * 2]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[i * 2 + 1]);
+                for (r, v) in lanes.iter().enumerate().take(valid) {
+                    *out.add(i * m.rows + first + r) = *v;
+                }
+            }
+        }
+    }
+
+    /// Sums of four u8 × i8 products per 32-bit lane, exact for any u8 (`vpmaddubsw` saturates
+    /// 16-bit pairs above 6-bit weights, so the bytes are split into their high and low
+    /// nibbles).
+    #[inline(always)]
+    unsafe fn dot_u8_i8(w: __m256i, a: __m256i) -> __m256i {
+        let ones = _mm256_set1_epi16(1);
+        let low = _mm256_set1_epi8(0x0f);
+        let wl = _mm256_and_si256(w, low);
+        let wh = _mm256_and_si256(_mm256_srli_epi16::<4>(w), low);
+        let pl = _mm256_madd_epi16(_mm256_maddubs_epi16(wl, a), ones);
+        let ph = _mm256_madd_epi16(_mm256_maddubs_epi16(wh, a), ones);
+        _mm256_add_epi32(pl, _mm256_slli_epi32::<4>(ph))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        fn float(&mut self) -> f32 {
+            (self.next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0
+        }
+    }
+
+    /// Random but well-formed blocks of `ty`: random value bits, modest scales.
+    pub(crate) fn random_tensor(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+        let mut rng = Rng(seed.max(1));
+        let row_bytes = ty.row_bytes(cols).expect("whole blocks");
+        let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| rng.next() as u8).collect();
+        let put = |data: &mut Vec<u8>, at: usize, v: f32| {
+            data[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes())
+        };
+        let bb = ty.block_bytes();
+        for b in 0..rows * row_bytes / bb {
+            let o = b * bb;
+            match ty {
+                GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => {
+                    put(&mut data, o, rng.float() * 0.05)
+                }
+                GgmlType::Q4_1 => {
+                    put(&mut data, o, rng.float().abs() * 0.05);
+                    put(&mut data, o + 2, rng.float() * 0.4);
+                }
+                GgmlType::Q4K => {
+                    put(&mut data, o, rng.float().abs() * 0.01);
+                    put(&mut data, o + 2, rng.float().abs() * 0.01);
+                }
+                GgmlType::Q6K => put(&mut data, o + 208, rng.float().abs() * 0.002),
+                GgmlType::F16 => put(&mut data, o, rng.float()),
+                GgmlType::F32 => data[o..o + 4].copy_from_slice(&rng.float().to_le_bytes()),
+            }
+        }
+        data
+    }
+
+    const TYPES: [GgmlType; 8] = [
+        GgmlType::Q4_0,
+        GgmlType::Q4_1,
+        GgmlType::Q5_0,
+        GgmlType::Q8_0,
+        GgmlType::Q4K,
+        GgmlType::Q6K,
+        GgmlType::F32,
+        GgmlType::F16,
+    ];
+
+    /// `x · Wᵀ` in f64 from the plain dequantizer.
+    fn reference(
+        ty: GgmlType,
+        data: &[u8],
+        x: &[f32],
+        n: usize,
+        rows: usize,
+        cols: usize,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let rb = ty.row_bytes(cols).unwrap();
+        let mut w = vec![0f32; rows * cols];
+        for r in 0..rows {
+            ggml::dequantize_row(
+                ty,
+                &data[r * rb..(r + 1) * rb],
+                &mut w[r * cols..(r + 1) * cols],
+            );
+        }
+        let mut y = vec![0f32; n * rows];
+        let mut magnitude = vec![0f32; n * rows];
+        for i in 0..n {
+            for r in 0..rows {
+                let p = (0..cols).map(|k| x[i * cols + k] as f64 * w[r * cols + k] as f64);
+                y[i * rows + r] = p.clone().sum::<f64>() as f32;
+                magnitude[i * rows + r] = p.map(f64::abs).sum::<f64>() as f32;
+            }
+        }
+        (y, magnitude)
+    }
+
+    fn check(ty: GgmlType, n: usize, rows: usize, cols: usize, seed: u64) {
+        let data = random_tensor(ty, rows, cols, seed);
+        let m = QMatrix::from_ggml(ty, rows, cols, &data).expect("repack");
+        let mut rng = Rng(seed + 99);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
+        let mut a = Activations::new();
+        a.quantize(&x, n, cols).unwrap();
+        let (want, magnitude) = reference(ty, &data, &x, n, rows, cols);
+        let mut scalar = vec![0f32; n * rows];
+        m.matmul_with(QuantPath::Scalar, &a, &mut scalar).unwrap();
+        // 8-bit activations: each product is off by at most half a step of its block's scale.
+        for (k, (s, w)) in scalar.iter().zip(&want).enumerate() {
+            assert!(
+                (s - w).abs() <= 0.01 * magnitude[k] + 1e-6,
+                "{ty:?} {n}x{rows}x{cols} at {k}: {s} vs {w}"
+            );
+        }
+        for path in [QuantPath::Avx2, QuantPath::Avx512Vnni] {
+            if !path.supported() {
+                continue;
+            }
+            let mut got = vec![f32::NAN; n * rows];
+            m.matmul_with(path, &a, &mut got).unwrap();
+            for (k, (g, s)) in got.iter().zip(&scalar).enumerate() {
+                assert!(
+                    (g - s).abs() <= 1e-5 * magnitude[k] + 1e-7,
+                    "{ty:?} {path:?} {n}x{rows}x{cols} at {k}: {g} vs scalar {s}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn every_type_matches_the_reference_on_odd_shapes() {
+        for (t, ty) in TYPES.iter().enumerate() {
+            let cols = if ty.block_len() == 256 { 512 } else { 96 };
+            for (n, rows) in [(1, 1), (1, 7), (7, 33), (5, 16), (3, 40)] {
+                check(*ty, n, rows, cols, 17 + t as u64 * 31 + n as u64);
+            }
+        }
+    }
+
+    #[test]
+    fn model_shapes() {
+        // Qwen2.5-0.5B: 896 inputs (3.5 K-blocks, so never K-quants), 4864 inputs.
+        check(GgmlType::Q5_0, 3, 64, 896, 5);
+        check(GgmlType::Q8_0, 1, 48, 896, 6);
+        check(GgmlType::Q4K, 2, 32, 4864, 7);
+        check(GgmlType::Q6K, 9, 16, 4864, 8);
+        check(GgmlType::Q4_1, 5, 32, 576, 9);
+    }
+
+    #[test]
+    fn wide_outputs() {
+        // The vocabulary projection's shape class: many row blocks across the thread pool.
+        check(GgmlType::Q8_0, 1, 4864, 64, 10);
+        check(GgmlType::Q4_0, 2, 1000, 64, 11);
+    }
+
+    #[test]
+    fn bad_shapes_are_errors() {
+        assert!(matches!(
+            QMatrix::from_ggml(GgmlType::Q4K, 2, 896, &[]),
+            Err(QuantError::RowLength { .. })
+        ));
+        assert!(matches!(
+            QMatrix::from_ggml(GgmlType::Q8_0, 2, 64, &[0; 10]),
+            Err(QuantError::Length { .. })
+        ));
+        let m = QMatrix::from_ggml(
+            GgmlType::Q8_0,
+            1,
+            32,
+            &random_tensor(GgmlType::Q8_0, 1, 32, 3),
+        )
+        .unwrap();
+        let mut a = Activations::new();
+        a.quantize(&[0.0; 64], 1, 64).unwrap();
+        assert!(m.matmul(&a, &mut [0.0]).is_err());
+    }
+}
