@@ -245,6 +245,44 @@ pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
     }
 }
 
+/// A well-formed tensor of `rows × cols` values in `ty` with pseudo-random contents (value
+/// bits uniform, scales modest), for kernel tests and benchmarks: the kernels' speed and
+/// correctness do not depend on trained values.
+pub fn synthetic_tensor(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed.max(1);
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let row_bytes = ty.row_bytes(cols).expect("whole blocks");
+    let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| next() as u8).collect();
+    let mut unit = move || (next() >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0;
+    let put = |data: &mut Vec<u8>, at: usize, v: f32| {
+        data[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes())
+    };
+    let bb = ty.block_bytes();
+    for b in 0..rows * row_bytes / bb {
+        let o = b * bb;
+        match ty {
+            GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => put(&mut data, o, unit() * 0.05),
+            GgmlType::Q4_1 => {
+                put(&mut data, o, unit().abs() * 0.05);
+                put(&mut data, o + 2, unit() * 0.4);
+            }
+            GgmlType::Q4K => {
+                put(&mut data, o, unit().abs() * 0.01);
+                put(&mut data, o + 2, unit().abs() * 0.01);
+            }
+            GgmlType::Q6K => put(&mut data, o + 208, unit().abs() * 0.002),
+            GgmlType::F16 => put(&mut data, o, unit()),
+            GgmlType::F32 => data[o..o + 4].copy_from_slice(&unit().to_le_bytes()),
+        }
+    }
+    data
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -363,36 +363,48 @@ impl QMatrix {
             });
     }
 
-    /// The value `q` of row `r`, input `k`, read back from the packed layout.
-    fn value(&self, r: usize, k: usize) -> u8 {
-        let bb = block_bytes(self.bits);
-        let kblocks = self.cols / KB;
-        let block = &self.values[((r / ROWS) * kblocks + k / KB) * bb..][..bb];
-        unpack_value(self.bits, block, r % ROWS, k % KB)
-    }
-
     /// # Safety
     /// `out` must hold `x.n × self.rows` values; no other task writes row blocks `g0..g1`.
     unsafe fn matmul_scalar(&self, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
         let nscales = self.cols / self.sb;
         let per_kb = KB / self.sb;
-        for r in g0 * ROWS..(g1 * ROWS).min(self.rows) {
-            let g = r / ROWS;
-            for i in 0..x.n {
-                let mut acc = 0f32;
-                for s in 0..nscales {
-                    let k0 = s * self.sb;
-                    let mut isum = 0i32;
-                    for k in k0..k0 + self.sb {
-                        isum += self.value(r, k) as i32 * x.q[i * x.cols + k] as i32;
+        let kblocks = self.cols / KB;
+        let bb = block_bytes(self.bits);
+        // One row's 32 values at a time, unpacked once for every row of x.
+        let mut q = [0u8; KB];
+        let mut acc = vec![0f32; x.n * ROWS];
+        for g in g0..g1 {
+            acc.fill(0.0);
+            let valid = (self.rows - g * ROWS).min(ROWS);
+            for kb in 0..kblocks {
+                let block = &self.values[(g * kblocks + kb) * bb..][..bb];
+                for r in 0..valid {
+                    for (k, v) in q.iter_mut().enumerate() {
+                        *v = unpack_value(self.bits, block, r, k);
                     }
-                    let kb = s / per_kb;
-                    let si = (g * nscales + s) * ROWS + r % ROWS;
-                    let t = isum as f32 * x.d[i * x.kblocks + kb];
-                    acc = self.scale(si).mul_add(t, acc);
-                    acc = self.min(si).mul_add(x.block_sum(i, s, self.sb), acc);
+                    for i in 0..x.n {
+                        let a = &x.q[i * x.cols + kb * KB..][..KB];
+                        for part in 0..per_kb {
+                            let range = part * self.sb..(part + 1) * self.sb;
+                            let isum: i32 = q[range.clone()]
+                                .iter()
+                                .zip(&a[range])
+                                .map(|(&w, &a)| w as i32 * a as i32)
+                                .sum();
+                            let s = kb * per_kb + part;
+                            let si = (g * nscales + s) * ROWS + r;
+                            let t = isum as f32 * x.d[i * x.kblocks + kb];
+                            let cell = &mut acc[i * ROWS + r];
+                            *cell = self.scale(si).mul_add(t, *cell);
+                            *cell = self.min(si).mul_add(x.block_sum(i, s, self.sb), *cell);
+                        }
+                    }
                 }
-                *out.add(i * self.rows + r) = acc;
+            }
+            for i in 0..x.n {
+                for r in 0..valid {
+                    *out.add(i * self.rows + g * ROWS + r) = acc[i * ROWS + r];
+                }
             }
         }
     }
@@ -816,37 +828,6 @@ mod tests {
         }
     }
 
-    /// Random but well-formed blocks of `ty`: random value bits, modest scales.
-    pub(crate) fn random_tensor(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Vec<u8> {
-        let mut rng = Rng(seed.max(1));
-        let row_bytes = ty.row_bytes(cols).expect("whole blocks");
-        let mut data: Vec<u8> = (0..rows * row_bytes).map(|_| rng.next() as u8).collect();
-        let put = |data: &mut Vec<u8>, at: usize, v: f32| {
-            data[at..at + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes())
-        };
-        let bb = ty.block_bytes();
-        for b in 0..rows * row_bytes / bb {
-            let o = b * bb;
-            match ty {
-                GgmlType::Q4_0 | GgmlType::Q5_0 | GgmlType::Q8_0 => {
-                    put(&mut data, o, rng.float() * 0.05)
-                }
-                GgmlType::Q4_1 => {
-                    put(&mut data, o, rng.float().abs() * 0.05);
-                    put(&mut data, o + 2, rng.float() * 0.4);
-                }
-                GgmlType::Q4K => {
-                    put(&mut data, o, rng.float().abs() * 0.01);
-                    put(&mut data, o + 2, rng.float().abs() * 0.01);
-                }
-                GgmlType::Q6K => put(&mut data, o + 208, rng.float().abs() * 0.002),
-                GgmlType::F16 => put(&mut data, o, rng.float()),
-                GgmlType::F32 => data[o..o + 4].copy_from_slice(&rng.float().to_le_bytes()),
-            }
-        }
-        data
-    }
-
     const TYPES: [GgmlType; 8] = [
         GgmlType::Q4_0,
         GgmlType::Q4_1,
@@ -889,7 +870,7 @@ mod tests {
     }
 
     fn check(ty: GgmlType, n: usize, rows: usize, cols: usize, seed: u64) {
-        let data = random_tensor(ty, rows, cols, seed);
+        let data = ggml::synthetic_tensor(ty, rows, cols, seed);
         let m = QMatrix::from_ggml(ty, rows, cols, &data).expect("repack");
         let mut rng = Rng(seed + 99);
         let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
@@ -941,10 +922,27 @@ mod tests {
     }
 
     #[test]
-    fn wide_outputs() {
-        // The vocabulary projection's shape class: many row blocks across the thread pool.
-        check(GgmlType::Q8_0, 1, 4864, 64, 10);
-        check(GgmlType::Q4_0, 2, 1000, 64, 11);
+    fn every_type_on_long_rows() {
+        // 4864 inputs (Qwen2.5-0.5B's FFN width; 19 K-blocks), 1 and 7 rows of activations.
+        for (t, ty) in TYPES.iter().enumerate() {
+            check(*ty, 1, 17, 4864, 40 + t as u64);
+            check(*ty, 7, 16, 4864, 50 + t as u64);
+        }
+        for ty in [
+            GgmlType::Q4_0,
+            GgmlType::Q4_1,
+            GgmlType::Q5_0,
+            GgmlType::Q8_0,
+        ] {
+            check(ty, 7, 20, 896, 60);
+        }
+    }
+
+    #[test]
+    fn vocabulary_sized_outputs() {
+        // 151936 outputs: the vocabulary projection, split over the whole thread pool.
+        check(GgmlType::Q8_0, 1, 151_936, 32, 10);
+        check(GgmlType::Q5_0, 2, 151_936, 32, 11);
     }
 
     #[test]
@@ -961,7 +959,7 @@ mod tests {
             GgmlType::Q8_0,
             1,
             32,
-            &random_tensor(GgmlType::Q8_0, 1, 32, 3),
+            &ggml::synthetic_tensor(GgmlType::Q8_0, 1, 32, 3),
         )
         .unwrap();
         let mut a = Activations::new();

@@ -1,0 +1,80 @@
+//! The quantized products behind the language models (`frontdesk_kernels::quant`), on the
+//! shapes of Qwen2.5-0.5B's layers and formats, on every path this CPU runs:
+//! - prompt processing (512 rows of activations): GOP/s (one multiply-add = 2 operations;
+//!   criterion's "elem/s" ÷ 1e9);
+//! - generation (one row): GB/s of weights read (criterion's "B/s"), to compare with the
+//!   machine's memory bandwidth (`../shared/PEERS.md`: about 17 GB/s with 2 threads).
+//!
+//! `cargo bench --bench quant_matmul` (`-- prompt` or `-- generation` for one half)
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use frontdesk_kernels::ggml::{synthetic_tensor, GgmlType};
+use frontdesk_kernels::quant::{Activations, QMatrix, QuantPath};
+
+/// (type, outputs, inputs, name): Qwen2.5-0.5B Q4_K_M's matrices.
+const SHAPES: [(GgmlType, usize, usize, &str); 6] = [
+    (GgmlType::Q5_0, 896, 896, "attn_q"),
+    (GgmlType::Q5_0, 4864, 896, "ffn_up"),
+    (GgmlType::Q4K, 896, 4864, "ffn_down_q4k"),
+    (GgmlType::Q6K, 896, 4864, "ffn_down_q6k"),
+    (GgmlType::Q8_0, 896, 896, "attn_v_q8_0"),
+    (GgmlType::Q4_1, 1536, 576, "smollm_ffn_up_q4_1"),
+];
+
+fn activations(n: usize, cols: usize) -> Activations {
+    let x: Vec<f32> = (0..n * cols)
+        .map(|i| ((i as f32 * 0.618_034).fract() - 0.5) * 2.0)
+        .collect();
+    let mut a = Activations::new();
+    a.quantize(&x, n, cols).expect("shape");
+    a
+}
+
+fn paths() -> Vec<QuantPath> {
+    [QuantPath::Avx512Vnni, QuantPath::Avx2]
+        .into_iter()
+        .filter(|p| p.supported())
+        .collect()
+}
+
+fn bench_prompt(c: &mut Criterion) {
+    let mut group = c.benchmark_group("prompt");
+    group.sample_size(10);
+    let n = 512;
+    for path in paths() {
+        for (ty, rows, cols, name) in SHAPES {
+            let m = QMatrix::from_ggml(ty, rows, cols, &synthetic_tensor(ty, rows, cols, 1))
+                .expect("repack");
+            let x = activations(n, cols);
+            let mut out = vec![0.0f32; n * rows];
+            group.throughput(Throughput::Elements((2 * n * rows * cols) as u64));
+            group.bench_function(format!("{path:?}/{name}_{n}x{rows}x{cols}"), |b| {
+                b.iter(|| m.matmul_with(path, &x, &mut out).expect("shape"))
+            });
+        }
+    }
+    group.finish();
+}
+
+fn bench_generation(c: &mut Criterion) {
+    let mut group = c.benchmark_group("generation");
+    let mut shapes = SHAPES.to_vec();
+    // The vocabulary projection: the largest matrix a token reads.
+    shapes.push((GgmlType::Q8_0, 151_936, 896, "output_q8_0"));
+    for path in paths() {
+        for &(ty, rows, cols, name) in &shapes {
+            let m = QMatrix::from_ggml(ty, rows, cols, &synthetic_tensor(ty, rows, cols, 1))
+                .expect("repack");
+            let x = activations(1, cols);
+            let mut out = vec![0.0f32; rows];
+            group.throughput(Throughput::Bytes(m.bytes() as u64));
+            group.bench_function(format!("{path:?}/{name}_{rows}x{cols}"), |b| {
+                b.iter(|| m.matmul_with(path, &x, &mut out).expect("shape"))
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, bench_prompt, bench_generation);
+criterion_main!(benches);
