@@ -76,5 +76,19 @@ fn bench_generation(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_prompt, bench_generation);
+fn bench_quantize(c: &mut Criterion) {
+    let mut group = c.benchmark_group("quantize");
+    let (n, cols) = (512, 4864);
+    let x: Vec<f32> = (0..n * cols)
+        .map(|i| (i as f32 * 0.618_034).fract() - 0.5)
+        .collect();
+    let mut a = Activations::new();
+    group.throughput(Throughput::Elements((n * cols) as u64));
+    group.bench_function(format!("activations_{n}x{cols}"), |b| {
+        b.iter(|| a.quantize(&x, n, cols).expect("shape"))
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bench_prompt, bench_generation, bench_quantize);
 criterion_main!(benches);

@@ -173,6 +173,12 @@ impl QMatrix {
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
         };
+        if !cols.is_multiple_of(KB) {
+            return Err(QuantError::RowLength {
+                ty: ty.name(),
+                cols,
+            });
+        }
         if !ty.is_quantized() {
             m.dense = vec![0.0; rows * cols];
             m.dense
@@ -180,12 +186,6 @@ impl QMatrix {
                 .zip(data.par_chunks(row_bytes.max(1)))
                 .for_each(|(out, row)| ggml::dequantize_row(ty, row, out));
             return Ok(m);
-        }
-        if !cols.is_multiple_of(KB) {
-            return Err(QuantError::RowLength {
-                ty: ty.name(),
-                cols,
-            });
         }
         let groups = rows.div_ceil(ROWS);
         let kblocks = cols / KB;
@@ -356,9 +356,13 @@ impl QMatrix {
         out.par_chunks_mut(self.rows)
             .enumerate()
             .for_each(|(i, o)| {
-                let xi = &x.float[i * cols..(i + 1) * cols];
+                // The activations as the quantized products see them, so every weight type
+                // answers to the same inputs.
+                let xi: Vec<f32> = (0..cols)
+                    .map(|k| x.d[i * x.kblocks + k / KB] * x.q[i * cols + k] as f32)
+                    .collect();
                 for (r, v) in o.iter_mut().enumerate() {
-                    *v = crate::vector::dot(&self.dense[r * cols..(r + 1) * cols], xi);
+                    *v = crate::vector::dot(&self.dense[r * cols..(r + 1) * cols], &xi);
                 }
             });
     }
@@ -464,8 +468,6 @@ pub struct Activations {
     /// `da · Σ a` per 16 inputs (`n × cols/16`) and per 32 (`n × kblocks`).
     sum16: Vec<f32>,
     sum32: Vec<f32>,
-    /// The rows as given, for float (F32/F16) weights.
-    float: Vec<f32>,
 }
 
 impl Activations {
@@ -489,45 +491,36 @@ impl Activations {
         self.n = n;
         self.cols = cols;
         self.kblocks = cols / KB;
-        self.float.clear();
-        self.float.extend_from_slice(x);
-        let whole = self.kblocks * KB;
+        let kblocks = self.kblocks;
         self.q.clear();
         self.q.resize(n * cols, 0);
         self.d.clear();
-        self.d.resize(n * self.kblocks, 0.0);
+        self.d.resize(n * kblocks, 0.0);
         self.sum16.clear();
         self.sum16.resize(n * cols / 16, 0.0);
         self.sum32.clear();
-        self.sum32.resize(n * self.kblocks, 0.0);
-        for i in 0..n {
-            for kb in 0..self.kblocks {
-                let src = &x[i * cols + kb * KB..][..KB];
-                let dst = &mut self.q[i * cols + kb * KB..][..KB];
-                let max = src.iter().fold(0f32, |m, v| m.max(v.abs()));
-                let (d, inv) = if max > 0.0 && max.is_finite() {
-                    (max / 127.0, 127.0 / max)
-                } else {
-                    (0.0, 0.0)
-                };
-                let mut halves = [0i32; 2];
-                for (k, (o, &v)) in dst.iter_mut().zip(src).enumerate() {
-                    let y = v * inv;
-                    let y = if y.is_nan() { 0.0 } else { y };
-                    let y = y.round_ties_even().clamp(-127.0, 127.0);
-                    // SAFETY: finite and within ±127.
-                    let a = unsafe { y.to_int_unchecked::<i32>() };
-                    *o = a as i8;
-                    halves[k / 16] += a;
-                }
-                self.d[i * self.kblocks + kb] = d;
-                let s16 = [d * halves[0] as f32, d * halves[1] as f32];
-                self.sum16[i * cols / 16 + kb * 2] = s16[0];
-                self.sum16[i * cols / 16 + kb * 2 + 1] = s16[1];
-                self.sum32[i * self.kblocks + kb] = d * (halves[0] + halves[1]) as f32;
-            }
-            debug_assert_eq!(whole, cols - cols % KB);
+        self.sum32.resize(n * kblocks, 0.0);
+        if n == 0 || kblocks == 0 {
+            return Ok(());
         }
+        let rows = x
+            .par_chunks(cols)
+            .zip(self.q.par_chunks_mut(cols))
+            .zip(self.d.par_chunks_mut(kblocks))
+            .zip(self.sum16.par_chunks_mut(kblocks * 2))
+            .zip(self.sum32.par_chunks_mut(kblocks));
+        // Small batches (generation) are not worth a trip through the thread pool.
+        let min_rows = if n * cols < 1 << 16 { n } else { 1 };
+        rows.with_min_len(min_rows)
+            .for_each(|((((x, q), d), s16), s32)| {
+                for kb in 0..kblocks {
+                    let (dk, halves) = quantize_block(&x[kb * KB..][..KB], &mut q[kb * KB..][..KB]);
+                    d[kb] = dk;
+                    s16[kb * 2] = dk * halves[0] as f32;
+                    s16[kb * 2 + 1] = dk * halves[1] as f32;
+                    s32[kb] = dk * (halves[0] + halves[1]) as f32;
+                }
+            });
         Ok(())
     }
 
@@ -542,10 +535,77 @@ impl Activations {
     }
 }
 
+/// One block of 32 inputs to signed bytes: its scale and the sums of each half's bytes.
+#[inline]
+fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, [i32; 2]) {
+    #[cfg(target_arch = "x86_64")]
+    if QuantPath::best() == QuantPath::Avx512Vnni {
+        // SAFETY: the CPU has AVX-512 F and BW; both slices hold 32 values.
+        if let Some(done) = unsafe { x86::quantize_block_avx512(x, q) } {
+            return done;
+        }
+    }
+    quantize_block_scalar(x, q)
+}
+
+fn quantize_block_scalar(x: &[f32], q: &mut [i8]) -> (f32, [i32; 2]) {
+    let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let (d, inv) = if max > 0.0 && max.is_finite() {
+        (max / 127.0, 127.0 / max)
+    } else {
+        (0.0, 0.0)
+    };
+    let mut halves = [0i32; 2];
+    for (k, (o, &v)) in q.iter_mut().zip(x).enumerate() {
+        let y = v * inv;
+        // NaN (and ∞ · 0) becomes 0.
+        let y = if y.is_nan() { 0.0 } else { y };
+        let y = y.round_ties_even().clamp(-127.0, 127.0);
+        // SAFETY: finite and within ±127.
+        let a = unsafe { y.to_int_unchecked::<i32>() };
+        *o = a as i8;
+        halves[k / 16] += a;
+    }
+    (d, halves)
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
     use super::*;
     use std::arch::x86_64::*;
+
+    /// `quantize_block_scalar` with AVX-512, giving the same bytes; `None` for a block holding
+    /// a non-finite value (left to the scalar code).
+    /// # Safety
+    /// AVX-512 F and BW; `x` and `q` hold 32 values.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    pub(super) unsafe fn quantize_block_avx512(x: &[f32], q: &mut [i8]) -> Option<(f32, [i32; 2])> {
+        let lo = _mm512_loadu_ps(x.as_ptr());
+        let hi = _mm512_loadu_ps(x.as_ptr().add(16));
+        let abs = _mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi));
+        let max = _mm512_reduce_max_ps(abs);
+        if !max.is_finite() || _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(lo, hi) != 0 {
+            return None;
+        }
+        let (d, inv) = if max > 0.0 {
+            (max / 127.0, 127.0 / max)
+        } else {
+            (0.0, 0.0)
+        };
+        let inv = _mm512_set1_ps(inv);
+        // Rounds to nearest, ties to even (the default MXCSR mode), like the scalar code.
+        let a = _mm512_cvtps_epi32(_mm512_mul_ps(lo, inv));
+        let b = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv));
+        let lim = _mm512_set1_epi32(127);
+        let a = _mm512_max_epi32(_mm512_min_epi32(a, lim), _mm512_set1_epi32(-127));
+        let b = _mm512_max_epi32(_mm512_min_epi32(b, lim), _mm512_set1_epi32(-127));
+        _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(a));
+        _mm_storeu_si128(
+            q.as_mut_ptr().add(16) as *mut __m128i,
+            _mm512_cvtepi32_epi8(b),
+        );
+        Some((d, [_mm512_reduce_add_epi32(a), _mm512_reduce_add_epi32(b)]))
+    }
 
     /// Activation rows per tile.
     const MR: usize = 4;
@@ -943,6 +1003,31 @@ mod tests {
         // 151936 outputs: the vocabulary projection, split over the whole thread pool.
         check(GgmlType::Q8_0, 1, 151_936, 32, 10);
         check(GgmlType::Q5_0, 2, 151_936, 32, 11);
+    }
+
+    #[test]
+    fn activation_blocks_quantize_alike_on_every_path() {
+        let mut rng = Rng(5);
+        let mut blocks: Vec<Vec<f32>> = (0..50)
+            .map(|b| (0..32).map(|_| rng.float() * (b as f32 + 0.1)).collect())
+            .collect();
+        // Exact ties at the largest value 127 / 2, zeros, and non-finite values.
+        blocks.push((0..32).map(|k| if k == 0 { 127.0 } else { 0.5 * k as f32 }).collect());
+        blocks.push(vec![0.0; 32]);
+        let mut poisoned = vec![1.0; 32];
+        poisoned[3] = f32::NAN;
+        blocks.push(poisoned);
+        let mut infinite = vec![1.0; 32];
+        infinite[30] = f32::INFINITY;
+        blocks.push(infinite);
+        for x in &blocks {
+            let mut scalar = [0i8; 32];
+            let want = quantize_block_scalar(x, &mut scalar);
+            let mut best = [0i8; 32];
+            let got = quantize_block(x, &mut best);
+            assert_eq!((got, best), (want, scalar), "{x:?}");
+            assert!(scalar.iter().all(|&v| v != -128));
+        }
     }
 
     #[test]
