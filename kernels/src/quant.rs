@@ -397,10 +397,17 @@ impl QMatrix {
                                 .sum();
                             let s = kb * per_kb + part;
                             let si = (g * nscales + s) * ROWS + r;
-                            let t = isum as f32 * x.d[i * x.kblocks + kb];
+                            let da = x.d[i * x.kblocks + kb];
+                            let bs = x.block_sum(i, s, self.sb);
                             let cell = &mut acc[i * ROWS + r];
-                            *cell = self.scale(si).mul_add(t, *cell);
-                            *cell = self.min(si).mul_add(x.block_sum(i, s, self.sb), *cell);
+                            if let Mins::Bias(b) = self.mins {
+                                let t = (isum as f32).mul_add(da, -b * bs);
+                                *cell = self.scale(si).mul_add(t, *cell);
+                            } else {
+                                let t = isum as f32 * da;
+                                *cell = self.scale(si).mul_add(t, *cell);
+                                *cell = self.min(si).mul_add(bs, *cell);
+                            }
                         }
                     }
                 }
@@ -701,14 +708,15 @@ mod x86 {
         }
     }
 
+    /// Stored offsets (the formats without a bias).
     #[inline(always)]
-    unsafe fn load_mins(m: &QMatrix, at: usize, scales: __m512) -> __m512 {
+    unsafe fn load_mins(m: &QMatrix, at: usize) -> __m512 {
         match &m.mins {
-            Mins::Bias(b) => _mm512_mul_ps(scales, _mm512_set1_ps(-b)),
             Mins::F16(v) => {
                 _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
             }
             Mins::F32(v) => _mm512_loadu_ps(v.as_ptr().add(at)),
+            Mins::Bias(_) => _mm512_setzero_ps(),
         }
     }
 
@@ -747,15 +755,27 @@ mod x86 {
                 let s = kb * (KB / SB) + half;
                 let sc: [__m512; N] =
                     std::array::from_fn(|n| load_scales(m, ((g + n) * nscales + s) * ROWS));
-                let mn: [__m512; N] =
-                    std::array::from_fn(|n| load_mins(m, ((g + n) * nscales + s) * ROWS, sc[n]));
-                for r in 0..R {
-                    let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
-                    let bs = _mm512_set1_ps(x.block_sum(i + r, s, SB));
-                    for n in 0..N {
-                        let t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r][n]), da);
-                        acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
-                        acc[r][n] = _mm512_fmadd_ps(mn[n], bs, acc[r][n]);
+                if let Mins::Bias(b) = m.mins {
+                    // m = -b · d folds into the integer sum's scaling: one FMA less.
+                    for r in 0..R {
+                        let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
+                        let nbs = _mm512_set1_ps(-b * x.block_sum(i + r, s, SB));
+                        for n in 0..N {
+                            let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][n]), da, nbs);
+                            acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
+                        }
+                    }
+                } else {
+                    let mn: [__m512; N] =
+                        std::array::from_fn(|n| load_mins(m, ((g + n) * nscales + s) * ROWS));
+                    for r in 0..R {
+                        let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
+                        let bs = _mm512_set1_ps(x.block_sum(i + r, s, SB));
+                        for n in 0..N {
+                            let t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r][n]), da);
+                            acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
+                            acc[r][n] = _mm512_fmadd_ps(mn[n], bs, acc[r][n]);
+                        }
                     }
                 }
             }
@@ -830,15 +850,21 @@ mod x86 {
                                 )),
                                 Scales::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
                             };
+                            let a = &mut acc[i * 2 + h];
+                            let sum = _mm256_cvtepi32_ps(isum[h]);
                             let mn = match &m.mins {
-                                Mins::Bias(b) => _mm256_mul_ps(sc, _mm256_set1_ps(-b)),
+                                Mins::Bias(b) => {
+                                    let nbs = _mm256_mul_ps(bs, _mm256_set1_ps(-b));
+                                    let t = _mm256_fmadd_ps(sum, da, nbs);
+                                    *a = _mm256_fmadd_ps(sc, t, *a);
+                                    continue;
+                                }
                                 Mins::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(
                                     v.as_ptr().add(at) as *const __m128i,
                                 )),
                                 Mins::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
                             };
-                            let t = _mm256_mul_ps(_mm256_cvtepi32_ps(isum[h]), da);
-                            let a = &mut acc[i * 2 + h];
+                            let t = _mm256_mul_ps(sum, da);
                             *a = _mm256_fmadd_ps(sc, t, *a);
                             *a = _mm256_fmadd_ps(mn, bs, *a);
                         }
@@ -987,6 +1013,7 @@ mod tests {
         for (t, ty) in TYPES.iter().enumerate() {
             check(*ty, 1, 17, 4864, 40 + t as u64);
             check(*ty, 7, 16, 4864, 50 + t as u64);
+            check(*ty, 21, 40, 512, 70 + t as u64);
         }
         for ty in [
             GgmlType::Q4_0,
@@ -1012,7 +1039,11 @@ mod tests {
             .map(|b| (0..32).map(|_| rng.float() * (b as f32 + 0.1)).collect())
             .collect();
         // Exact ties at the largest value 127 / 2, zeros, and non-finite values.
-        blocks.push((0..32).map(|k| if k == 0 { 127.0 } else { 0.5 * k as f32 }).collect());
+        blocks.push(
+            (0..32)
+                .map(|k| if k == 0 { 127.0 } else { 0.5 * k as f32 })
+                .collect(),
+        );
         blocks.push(vec![0.0; 32]);
         let mut poisoned = vec![1.0; 32];
         poisoned[3] = f32::NAN;
