@@ -206,7 +206,7 @@ fn nibbles(bytes: &[u8], out: &mut [u8]) {
 }
 
 /// Q4_K packs eight 6-bit scales and eight 6-bit mins into 12 bytes.
-fn q4k_scale_min(sub: usize, packed: &[u8]) -> (u8, u8) {
+pub(crate) fn q4k_scale_min(sub: usize, packed: &[u8]) -> (u8, u8) {
     if sub < 4 {
         (packed[sub] & 63, packed[sub + 4] & 63)
     } else {

@@ -100,12 +100,19 @@ impl QuantPath {
     }
 }
 
-/// Per-block scales as stored: f16 where the file's scale is an f16 (exact), f32 where it is a
-/// product of two (Q4_K, Q6_K).
+/// Per-block scales as stored. f16 where the file's scale is one f16 (exact). The K-quants keep
+/// their own compact form — an f16 per 256 inputs times a small integer per 32 (Q4_K) or 16
+/// (Q6_K) — so a repacked matrix reads no more bytes per token than the file.
 #[derive(Debug, Clone)]
 enum Scales {
     F16(Vec<u16>),
-    F32(Vec<f32>),
+    /// `d[super] · sc[block]`; `d` is `[row block][256-input block][16 rows]`, `sc` is
+    /// `[row block][scale block][16 rows]`; `shift` = log2(scale blocks per 256 inputs).
+    Super {
+        d: Vec<u16>,
+        sc: Vec<i8>,
+        shift: u32,
+    },
 }
 
 /// Per-block offsets: `-bias · d` for the symmetric formats (nothing stored), or stored.
@@ -113,7 +120,18 @@ enum Scales {
 enum Mins {
     Bias(f32),
     F16(Vec<u16>),
-    F32(Vec<f32>),
+    /// `-dmin[super] · m[block]`, laid out as `Scales::Super` (Q4_K).
+    Super {
+        dmin: Vec<u16>,
+        m: Vec<u8>,
+        shift: u32,
+    },
+}
+
+/// Index of the 256-input scale for the scale at `at` (`[row block][scale block][16 rows]`).
+#[inline(always)]
+fn super_index(at: usize, shift: u32) -> usize {
+    (((at >> 4) >> shift) << 4) | (at & 15)
 }
 
 /// A quantized weight matrix (`rows` outputs × `cols` inputs) repacked for the kernels, or a
@@ -169,7 +187,7 @@ impl QMatrix {
             bits: ty.value_bits(),
             sb: ty.scale_block().max(16),
             values: Vec::new(),
-            scales: Scales::F32(Vec::new()),
+            scales: Scales::F16(Vec::new()),
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
         };
@@ -228,19 +246,65 @@ impl QMatrix {
                 }
             });
         m.values = values;
-        m.scales = match ty {
-            GgmlType::Q4K | GgmlType::Q6K => Scales::F32(scales),
-            _ => Scales::F16(scales.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
-        };
+        let half = |v: &[f32]| v.iter().map(|&s| f16::from_f32(s).to_bits()).collect();
+        m.scales = Scales::F16(half(&scales));
         m.mins = match ty {
             GgmlType::Q4_0 => Mins::Bias(8.0),
             GgmlType::Q5_0 => Mins::Bias(16.0),
             GgmlType::Q8_0 => Mins::Bias(128.0),
             GgmlType::Q6K => Mins::Bias(32.0),
-            GgmlType::Q4_1 => Mins::F16(mins.iter().map(|&s| f16::from_f32(s).to_bits()).collect()),
-            _ => Mins::F32(mins),
+            _ => Mins::F16(half(&mins)),
         };
+        if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
+            m.pack_super_scales(data, row_bytes);
+        }
         Ok(m)
+    }
+
+    /// The K-quants' scales in their compact form, straight from the file's blocks.
+    fn pack_super_scales(&mut self, data: &[u8], row_bytes: usize) {
+        let groups = self.groups();
+        let nsuper = self.cols / 256;
+        let nscales = self.cols / self.sb;
+        let per_super = 256 / self.sb;
+        let shift = per_super.trailing_zeros();
+        let mut d = vec![0u16; groups * nsuper * ROWS];
+        let mut sc = vec![0i8; groups * nscales * ROWS];
+        let mut dmin = vec![0u16; groups * nsuper * ROWS];
+        let mut mins = vec![0u8; groups * nscales * ROWS];
+        let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
+        for row in 0..self.rows {
+            let (g, r) = (row / ROWS, row % ROWS);
+            for (b, block) in data[row * row_bytes..][..row_bytes]
+                .chunks_exact(self.ty.block_bytes())
+                .enumerate()
+            {
+                let si = |sub: usize| (g * nscales + b * per_super + sub) * ROWS + r;
+                let di = (g * nsuper + b) * ROWS + r;
+                if self.ty == GgmlType::Q4K {
+                    d[di] = half(block, 0);
+                    dmin[di] = half(block, 2);
+                    for sub in 0..8 {
+                        let (s, m) = ggml::q4k_scale_min(sub, &block[4..16]);
+                        sc[si(sub)] = s as i8;
+                        mins[si(sub)] = m;
+                    }
+                } else {
+                    d[di] = half(block, 208);
+                    for sub in 0..16 {
+                        sc[si(sub)] = block[192 + sub] as i8;
+                    }
+                }
+            }
+        }
+        self.scales = Scales::Super { d, sc, shift };
+        if self.ty == GgmlType::Q4K {
+            self.mins = Mins::Super {
+                dmin,
+                m: mins,
+                shift,
+            };
+        }
     }
 
     pub fn rows(&self) -> usize {
@@ -259,12 +323,12 @@ impl QMatrix {
     pub fn bytes(&self) -> usize {
         let scales = match &self.scales {
             Scales::F16(v) => v.len() * 2,
-            Scales::F32(v) => v.len() * 4,
+            Scales::Super { d, sc, .. } => d.len() * 2 + sc.len(),
         };
         let mins = match &self.mins {
             Mins::Bias(_) => 0,
             Mins::F16(v) => v.len() * 2,
-            Mins::F32(v) => v.len() * 4,
+            Mins::Super { dmin, m, .. } => dmin.len() * 2 + m.len(),
         };
         self.values.len() + scales + mins + self.dense.len() * 4
     }
@@ -276,7 +340,9 @@ impl QMatrix {
     fn scale(&self, i: usize) -> f32 {
         match &self.scales {
             Scales::F16(v) => f16::from_bits(v[i]).to_f32(),
-            Scales::F32(v) => v[i],
+            Scales::Super { d, sc, shift } => {
+                f16::from_bits(d[super_index(i, *shift)]).to_f32() * sc[i] as f32
+            }
         }
     }
 
@@ -284,7 +350,9 @@ impl QMatrix {
         match &self.mins {
             Mins::Bias(b) => -b * self.scale(i),
             Mins::F16(v) => f16::from_bits(v[i]).to_f32(),
-            Mins::F32(v) => v[i],
+            Mins::Super { dmin, m, shift } => {
+                -(f16::from_bits(dmin[super_index(i, *shift)]).to_f32() * m[i] as f32)
+            }
         }
     }
 
@@ -701,10 +769,12 @@ mod x86 {
     #[inline(always)]
     unsafe fn load_scales(m: &QMatrix, at: usize) -> __m512 {
         match &m.scales {
-            Scales::F16(v) => {
-                _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
+            Scales::F16(v) => half16(v, at),
+            Scales::Super { d, sc, shift } => {
+                let s =
+                    _mm512_cvtepi8_epi32(_mm_loadu_si128(sc.as_ptr().add(at) as *const __m128i));
+                _mm512_mul_ps(half16(d, super_index(at, *shift)), _mm512_cvtepi32_ps(s))
             }
-            Scales::F32(v) => _mm512_loadu_ps(v.as_ptr().add(at)),
         }
     }
 
@@ -712,12 +782,19 @@ mod x86 {
     #[inline(always)]
     unsafe fn load_mins(m: &QMatrix, at: usize) -> __m512 {
         match &m.mins {
-            Mins::F16(v) => {
-                _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
+            Mins::F16(v) => half16(v, at),
+            Mins::Super { dmin, m, shift } => {
+                let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(m.as_ptr().add(at) as *const __m128i));
+                let p = _mm512_mul_ps(half16(dmin, super_index(at, *shift)), _mm512_cvtepi32_ps(q));
+                _mm512_sub_ps(_mm512_setzero_ps(), p)
             }
-            Mins::F32(v) => _mm512_loadu_ps(v.as_ptr().add(at)),
             Mins::Bias(_) => _mm512_setzero_ps(),
         }
+    }
+
+    #[inline(always)]
+    unsafe fn half16(v: &[u16], at: usize) -> __m512 {
+        _mm512_cvtph_ps(_mm256_loadu_si256(v.as_ptr().add(at) as *const __m256i))
     }
 
     /// `R` activation rows from `i` against `N` row blocks from `g`.
@@ -845,10 +922,13 @@ mod x86 {
                         for h in 0..2 {
                             let at = (g * nscales + s) * ROWS + h * 8;
                             let sc = match &m.scales {
-                                Scales::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(
-                                    v.as_ptr().add(at) as *const __m128i,
-                                )),
-                                Scales::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
+                                Scales::F16(v) => half8(v, at),
+                                Scales::Super { d, sc, shift } => _mm256_mul_ps(
+                                    half8(d, super_index(at, *shift)),
+                                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
+                                        sc.as_ptr().add(at) as *const __m128i,
+                                    ))),
+                                ),
                             };
                             let a = &mut acc[i * 2 + h];
                             let sum = _mm256_cvtepi32_ps(isum[h]);
@@ -859,10 +939,16 @@ mod x86 {
                                     *a = _mm256_fmadd_ps(sc, t, *a);
                                     continue;
                                 }
-                                Mins::F16(v) => _mm256_cvtph_ps(_mm_loadu_si128(
-                                    v.as_ptr().add(at) as *const __m128i,
-                                )),
-                                Mins::F32(v) => _mm256_loadu_ps(v.as_ptr().add(at)),
+                                Mins::F16(v) => half8(v, at),
+                                Mins::Super { dmin, m, shift } => _mm256_sub_ps(
+                                    _mm256_setzero_ps(),
+                                    _mm256_mul_ps(
+                                        half8(dmin, super_index(at, *shift)),
+                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
+                                            m.as_ptr().add(at) as *const __m128i,
+                                        ))),
+                                    ),
+                                ),
                             };
                             let t = _mm256_mul_ps(sum, da);
                             *a = _mm256_fmadd_ps(sc, t, *a);
@@ -880,6 +966,11 @@ mod x86 {
                 }
             }
         }
+    }
+
+    #[inline(always)]
+    unsafe fn half8(v: &[u16], at: usize) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(v.as_ptr().add(at) as *const __m128i))
     }
 
     /// Sums of four u8 × i8 products per 32-bit lane, exact for any u8 (`vpmaddubsw` saturates
