@@ -9,10 +9,11 @@ use frontdesk::runtime::{Backend, Engine, LoadOptions, Message, Role};
 
 const MODELS: [&str; 2] = ["smollm2-135m", "qwen2.5-coder-0.5b"];
 
-const PROMPTS: [&str; 3] = [
+const PROMPTS: [&str; 4] = [
     "What is the capital of France?",
     "Write a Python function that returns the square of a number.",
     "My order arrived damaged. What should I do?",
+    "My favourite colour is green.",
 ];
 
 fn engine(name: &str, backend: Backend) -> Engine {
@@ -55,10 +56,12 @@ fn relative_diff(a: &[f32], b: &[f32]) -> f32 {
     diff / scale
 }
 
-/// Both products quantize activations to 8 bits per block of 32, but candle's k-quant path
-/// uses blocks of 256 (Q8_K) and an f32 KV cache where ours is f16: observed differences are
-/// below 1 % of the largest logit (see the report printed by --nocapture).
-const LOGIT_TOLERANCE: f32 = 0.06;
+/// Both backends quantize activations to 8 bits (candle per 256 values for the k-quants, with
+/// its own rounding; ours per 32) and ours keeps an f16 KV cache, so each is 1-2 % of the
+/// largest logit away from the float-activation result (`own_logits_are_as_close_to_float_as_
+/// candle`) in its own direction. Observed own vs candle: Qwen2.5-0.5B 1.6 %, SmolLM2-135M
+/// (Q4_1, 30 thin layers) 3-6.5 %. The sharper check is the float-reference test.
+const LOGIT_TOLERANCE: f32 = 0.1;
 
 #[test]
 fn own_logits_match_candle() {

@@ -706,24 +706,111 @@ fn attention(
         let AttnScratch { k, v, scores } = &mut *guard;
         // The head's keys and values, widened once for all T queries.
         let base = g * cache.capacity * hd;
-        cache.k[layer][base..base + kv_len * hd].convert_to_f32_slice(resize(k, kv_len * hd));
+        let keys = &cache.k[layer][base..base + kv_len * hd];
         cache.v[layer][base..base + kv_len * hd].convert_to_f32_slice(resize(v, kv_len * hd));
-        let scores = resize(scores, kv_len);
-        for i in 0..t {
-            let n = pos + i + 1; // causal: this query sees positions 0..=pos+i
-            let qi = &q[i * q_dim + h * hd..][..hd];
-            let sc = &mut scores[..n];
-            for (s, kj) in sc.iter_mut().zip(k.chunks_exact(hd)) {
-                *s = vector::dot(qi, kj) * scale;
+        // Scores are written eight keys at a time (the tail block is padded).
+        let scores = resize(scores, kv_len.next_multiple_of(8));
+        // Query i of this head is q[i·q_dim + h·hd..][..hd].
+        let q = &q[h * hd..];
+        // Head sizes known at compile time keep a query and its output in registers.
+        match hd {
+            64 => {
+                transpose_keys::<64>(keys, k);
+                attend_head::<64>(k, v, scores, pos, scale, q, q_dim, out)
             }
-            vector::softmax(sc);
-            let o = &mut out[i * hd..][..hd];
-            o.fill(0.0);
-            for (&p, vj) in sc.iter().zip(v.chunks_exact(hd)) {
-                vector::axpy(o, p, vj);
+            128 => {
+                transpose_keys::<128>(keys, k);
+                attend_head::<128>(k, v, scores, pos, scale, q, q_dim, out)
+            }
+            _ => {
+                keys.convert_to_f32_slice(resize(k, kv_len * hd));
+                for i in 0..t {
+                    let n = pos + i + 1; // causal: this query sees positions 0..=pos+i
+                    let (qi, o) = (&q[i * q_dim..][..hd], &mut out[i * hd..][..hd]);
+                    let sc = &mut scores[..n];
+                    for (s, kj) in sc.iter_mut().zip(k.chunks_exact(hd)) {
+                        *s = vector::dot(qi, kj) * scale;
+                    }
+                    vector::softmax(sc);
+                    o.fill(0.0);
+                    for (&p, vj) in sc.iter().zip(v.chunks_exact(hd)) {
+                        vector::axpy(o, p, vj);
+                    }
+                }
             }
         }
     });
+}
+
+/// Widens keys (`n × HD`, f16) into blocks of eight keys stored value-major,
+/// `[block][HD][8]`, zero-padded: one query's scores against eight keys are then `HD` vector
+/// multiply-adds with no horizontal sums.
+fn transpose_keys<const HD: usize>(keys: &[f16], out: &mut Vec<f32>) {
+    let n = keys.len() / HD;
+    let blocks = n.div_ceil(8);
+    let out = resize(out, blocks * HD * 8);
+    let mut row = [0f32; HD];
+    for (j, key) in keys.chunks_exact(HD).enumerate() {
+        key.convert_to_f32_slice(&mut row);
+        let block = &mut out[(j / 8) * HD * 8..][..HD * 8];
+        for (d, &x) in row.iter().enumerate() {
+            block[d * 8 + j % 8] = x;
+        }
+    }
+    // Padding keys score 0 and are never read back (each query reads its first n scores).
+    for j in n..blocks * 8 {
+        let block = &mut out[(j / 8) * HD * 8..][..HD * 8];
+        for d in 0..HD {
+            block[d * 8 + j % 8] = 0.0;
+        }
+    }
+}
+
+/// The queries of one head, `HD` values each (query `i` at `q[i·q_stride..]`, its output at
+/// `out[i·HD..]`): `softmax(q·Kᵀ·scale)·V` over the positions each may see.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_head<const HD: usize>(
+    k: &[f32],
+    v: &[f32],
+    scores: &mut [f32],
+    pos: usize,
+    scale: f32,
+    q: &[f32],
+    q_stride: usize,
+    out: &mut [f32],
+) {
+    // k: `[block][HD][8]` from `transpose_keys`.
+    let (k, _) = k.as_chunks::<8>();
+    let (v, _) = v.as_chunks::<HD>();
+    for (i, o) in out.chunks_exact_mut(HD).enumerate() {
+        let n = pos + i + 1; // causal: this query sees positions 0..=pos+i
+        let mut qa = [0f32; HD];
+        qa.copy_from_slice(&q[i * q_stride..][..HD]);
+        for (sb, kb) in scores[..n.next_multiple_of(8)]
+            .chunks_exact_mut(8)
+            .zip(k.chunks_exact(HD))
+        {
+            let mut s8 = [0f32; 8];
+            for (&qd, kd) in qa.iter().zip(kb) {
+                for l in 0..8 {
+                    s8[l] = qd.mul_add(kd[l], s8[l]);
+                }
+            }
+            for (o, x) in sb.iter_mut().zip(s8) {
+                *o = x * scale;
+            }
+        }
+        let sc = &mut scores[..n];
+        vector::softmax(sc);
+        let mut acc = [0f32; HD];
+        for (&p, vj) in sc.iter().zip(v) {
+            for (a, &x) in acc.iter_mut().zip(vj) {
+                *a = p.mul_add(x, *a);
+            }
+        }
+        o.copy_from_slice(&acc);
+    }
 }
 
 #[cfg(test)]
