@@ -1,6 +1,6 @@
 //! Arguments and steps that several subcommands share.
 
-use crate::runtime::{resolve_model, Engine, LoadOptions, ResolvedModel, SamplingParams};
+use crate::runtime::{resolve_model, Backend, Engine, LoadOptions, ResolvedModel, SamplingParams};
 use anyhow::Context as _;
 use clap::Args;
 use std::path::PathBuf;
@@ -33,6 +33,22 @@ pub struct ModelArgs {
     /// Prompt tokens per forward pass while reading the prompt.
     #[arg(long, default_value_t = 512, value_name = "N")]
     pub batch_size: usize,
+
+    /// Who runs Qwen2 and Llama models: `own` (frontdesk's transformer) or `candle` (the
+    /// reference). Gemma 3 always runs on candle.
+    #[arg(
+        long,
+        env = "FRONTDESK_BACKEND",
+        default_value = "own",
+        value_name = "NAME",
+        value_parser = parse_backend,
+        hide_short_help = true
+    )]
+    pub backend: Backend,
+}
+
+fn parse_backend(s: &str) -> Result<Backend, String> {
+    Backend::from_name(s).ok_or_else(|| format!("unknown backend '{s}' (own or candle)"))
 }
 
 impl ModelArgs {
@@ -52,13 +68,15 @@ impl ModelArgs {
         let options = LoadOptions {
             tokenizer_json: self.tokenizer.clone(),
             batch_size: self.batch_size,
+            backend: self.backend,
         };
         let engine = Engine::load(resolved, &options)
             .with_context(|| format!("cannot load model '{}'", self.model))?;
         tracing::info!(
-            "loaded {} ({}, context {}, template {})",
+            "loaded {} ({} on {}, context {}, template {})",
             resolved.path.display(),
             engine.info.architecture,
+            engine.info.backend,
             engine.info.context_length,
             engine.info.template
         );

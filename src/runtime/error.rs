@@ -61,6 +61,13 @@ pub enum RuntimeError {
     #[error("cannot load the weights of {path}: {reason} — the file is damaged or not a model frontdesk supports")]
     ModelLoad { path: PathBuf, reason: String },
 
+    #[error("{path}: tensor '{tensor}' is stored as {ty}, which frontdesk's own kernels do not run (they run F32, F16, Q4_0, Q4_1, Q5_0, Q8_0, Q4_K, Q6_K) — use such a quantization, or FRONTDESK_BACKEND=candle")]
+    UnsupportedWeightType {
+        path: PathBuf,
+        tensor: String,
+        ty: String,
+    },
+
     #[error("tokenizer: {0}")]
     Tokenizer(String),
 

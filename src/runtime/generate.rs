@@ -5,7 +5,7 @@ use super::catalog::ResolvedModel;
 use super::chat_template::{ChatTemplate, Message, Segment};
 use super::error::{Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile};
-use super::model::Model;
+use super::model::{Backend, Model};
 use super::sampler::{Sampler, SamplingParams};
 use super::tokenizer;
 use candle_core::{Device, Tensor};
@@ -20,6 +20,9 @@ pub struct LoadOptions {
     pub tokenizer_json: Option<PathBuf>,
     /// Prompt tokens per forward pass during prefill.
     pub batch_size: usize,
+    /// Who runs the forward pass of Qwen2 and Llama models: frontdesk's own transformer or
+    /// candle's reference code.
+    pub backend: Backend,
 }
 
 impl Default for LoadOptions {
@@ -27,6 +30,7 @@ impl Default for LoadOptions {
         LoadOptions {
             tokenizer_json: None,
             batch_size: 512,
+            backend: Backend::default(),
         }
     }
 }
@@ -38,6 +42,8 @@ pub struct ModelInfo {
     pub path: PathBuf,
     pub file_sha256: Option<String>,
     pub architecture: &'static str,
+    /// `own` or `candle`: who runs the forward pass.
+    pub backend: &'static str,
     pub context_length: usize,
     pub template: &'static str,
 }
@@ -140,12 +146,13 @@ impl Engine {
         } else {
             None
         };
-        let model = Model::load(gguf, device)?;
+        let model = Model::load_with(gguf, device, options.backend)?;
         let info = ModelInfo {
             name: resolved.name.clone(),
             path: resolved.path.clone(),
             file_sha256: resolved.sha256.clone(),
             architecture: model.architecture.name(),
+            backend: model.backend().name(),
             context_length: model.context_length,
             template: template.name(),
         };

@@ -4,6 +4,8 @@
 
 use super::error::{candle_message, Result, RuntimeError};
 use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::GgmlDType;
+use frontdesk_kernels::ggml::GgmlType;
 use memmap2::Mmap;
 use std::fs::File;
 use std::io::Cursor;
@@ -34,6 +36,31 @@ impl Architecture {
             Self::Gemma3 => "gemma3",
         }
     }
+}
+
+/// One tensor as the file stores it, borrowed from the memory map.
+#[derive(Debug, Clone)]
+pub struct RawTensor<'a> {
+    pub ty: GgmlType,
+    /// Row-major dimensions, outermost first (candle reverses GGUF's `ne0`-first order):
+    /// `[rows, cols]` for a matrix, whose rows are `cols` values each.
+    pub dims: Vec<usize>,
+    pub data: &'a [u8],
+}
+
+/// The kernels' name for a candle weight type, or `None` for a type they do not run.
+pub fn kernel_type(dtype: GgmlDType) -> Option<GgmlType> {
+    Some(match dtype {
+        GgmlDType::F32 => GgmlType::F32,
+        GgmlDType::F16 => GgmlType::F16,
+        GgmlDType::Q4_0 => GgmlType::Q4_0,
+        GgmlDType::Q4_1 => GgmlType::Q4_1,
+        GgmlDType::Q5_0 => GgmlType::Q5_0,
+        GgmlDType::Q8_0 => GgmlType::Q8_0,
+        GgmlDType::Q4K => GgmlType::Q4K,
+        GgmlDType::Q6K => GgmlType::Q6K,
+        _ => return None,
+    })
 }
 
 /// An opened, validated GGUF file.
@@ -101,6 +128,48 @@ impl GgufFile {
 
     pub fn file_size(&self) -> u64 {
         self.mmap.len() as u64
+    }
+
+    /// The bytes of tensor `name` straight from the map: `Ok(None)` when the file has no such
+    /// tensor, an error when its type is one the kernels do not run.
+    pub fn tensor(&self, name: &str) -> Result<Option<RawTensor<'_>>> {
+        let Some(info) = self.content.tensor_infos.get(name) else {
+            return Ok(None);
+        };
+        let ty =
+            kernel_type(info.ggml_dtype).ok_or_else(|| RuntimeError::UnsupportedWeightType {
+                path: self.path.clone(),
+                tensor: name.to_string(),
+                ty: format!("{:?}", info.ggml_dtype),
+            })?;
+        // `open` checked every extent against the file size; `get` keeps that a typed error
+        // rather than an assumption.
+        let elems = info.shape.elem_count();
+        let len = elems / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let start = self.content.tensor_data_offset + info.offset;
+        let data = usize::try_from(start)
+            .ok()
+            .and_then(|s| self.mmap.get(s..s.checked_add(len)?))
+            .ok_or_else(|| RuntimeError::TruncatedGguf {
+                path: self.path.clone(),
+                needed: start + len as u64,
+                found: self.mmap.len() as u64,
+            })?;
+        Ok(Some(RawTensor {
+            ty,
+            dims: info.shape.dims().to_vec(),
+            data,
+        }))
+    }
+
+    /// `{arch}.{suffix}` as a float (f32 or f64 in the file).
+    pub fn arch_f32(&self, suffix: &str) -> Option<f32> {
+        let key = format!("{}.{suffix}", self.architecture.name());
+        match self.metadata(&key)? {
+            Value::F32(x) => Some(*x),
+            Value::F64(x) => Some(*x as f32),
+            _ => None,
+        }
     }
 
     pub fn metadata(&self, key: &str) -> Option<&Value> {

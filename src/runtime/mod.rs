@@ -10,11 +10,13 @@ pub mod gguf;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;
+pub mod transformer;
 
 pub use catalog::{resolve_model, Catalog, ResolvedModel};
 pub use chat_template::{ChatTemplate, Message, Role};
 pub use error::{Result, RuntimeError};
 pub use generate::{Engine, GenerateOptions, Generation, LoadOptions, StopReason};
+pub use model::Backend;
 pub use sampler::SamplingParams;
 
 /// Sets the number of compute threads for this process. candle reads `RAYON_NUM_THREADS`

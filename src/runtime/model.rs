@@ -1,11 +1,43 @@
-//! One type over the model architectures candle runs: load from GGUF, forward with a KV cache.
+//! One type over the model architectures frontdesk runs: load from GGUF, forward with a KV
+//! cache. Qwen2 and Llama run on frontdesk's own transformer by default, with candle's model
+//! code kept as the reference; Gemma 3 runs on candle.
 
 use super::error::{candle_message, Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile};
+use super::transformer::Transformer;
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
 
+/// Which code runs the forward pass of a Qwen2 or Llama model (Gemma 3 is always candle).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    /// frontdesk's own transformer on the `frontdesk-kernels` products (CPU).
+    #[default]
+    Own,
+    /// candle's `quantized_qwen2` / `quantized_llama`: the reference.
+    Candle,
+}
+
+impl Backend {
+    /// `own` or `candle`.
+    pub fn from_name(name: &str) -> Option<Backend> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "own" => Some(Backend::Own),
+            "candle" => Some(Backend::Candle),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Own => "own",
+            Backend::Candle => "candle",
+        }
+    }
+}
+
 enum Weights {
+    Own(Box<Transformer>),
     Qwen2(quantized_qwen2::ModelWeights),
     Llama(quantized_llama::ModelWeights),
     Gemma3(quantized_gemma3::ModelWeights),
@@ -26,14 +58,30 @@ pub struct Model {
 }
 
 impl Model {
-    /// Loads the weights; consumes the opened file.
+    /// Loads the weights on the default backend; consumes the opened file.
     pub fn load(gguf: GgufFile, device: &Device) -> Result<Self> {
+        Self::load_with(gguf, device, Backend::default())
+    }
+
+    /// Loads the weights on `backend` (for Qwen2 and Llama; Gemma 3 always runs on candle).
+    pub fn load_with(gguf: GgufFile, device: &Device, backend: Backend) -> Result<Self> {
         let architecture = gguf.architecture;
         let declared_context = gguf.arch_u32("context_length")? as usize;
         let vocab_size = gguf
             .string_array("tokenizer.ggml.tokens")
             .map(|t| t.len())
             .unwrap_or(0);
+        if backend == Backend::Own && architecture != Architecture::Gemma3 {
+            let transformer = Transformer::load(&gguf)?;
+            return Ok(Model {
+                weights: Weights::Own(Box::new(transformer)),
+                architecture,
+                context_length: declared_context,
+                vocab_size,
+                can_extend_batch: true,
+                device: Device::Cpu,
+            });
+        }
         let path = gguf.path.clone();
         let load_err = |e: candle_core::Error| RuntimeError::ModelLoad {
             path: path.clone(),
@@ -79,12 +127,38 @@ impl Model {
     /// Feeds `tokens` at positions `pos..pos + tokens.len()` and returns the logits of the last
     /// one, shape `(vocab,)`, f32.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
-        let input = Tensor::new(tokens, &self.device)?.unsqueeze(0)?;
+        let input = || -> Result<Tensor> { Ok(Tensor::new(tokens, &self.device)?.unsqueeze(0)?) };
         let logits = match &mut self.weights {
-            Weights::Qwen2(m) => m.forward(&input, pos)?,
-            Weights::Llama(m) => m.forward(&input, pos)?,
-            Weights::Gemma3(m) => m.forward(&input, pos)?,
+            Weights::Own(t) => {
+                let logits = t.forward(tokens, pos)?;
+                return Ok(Tensor::from_slice(logits, logits.len(), &Device::Cpu)?);
+            }
+            Weights::Qwen2(m) => m.forward(&input()?, pos)?,
+            Weights::Llama(m) => m.forward(&input()?, pos)?,
+            Weights::Gemma3(m) => m.forward(&input()?, pos)?,
         };
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
+    }
+
+    /// The backend running this model.
+    pub fn backend(&self) -> Backend {
+        match self.weights {
+            Weights::Own(_) => Backend::Own,
+            _ => Backend::Candle,
+        }
+    }
+
+    /// Keeps the first `len` cached positions and forgets the rest, so a shared prompt prefix
+    /// need not be read again. Only the own transformer can; candle's caches cannot be cut.
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        match &mut self.weights {
+            Weights::Own(t) => {
+                t.truncate(len);
+                Ok(())
+            }
+            _ => Err(RuntimeError::Inference(
+                "candle's model code cannot truncate its KV cache".into(),
+            )),
+        }
     }
 }
