@@ -243,3 +243,44 @@ fn truncate_and_refeed_equals_a_fresh_run() {
         assert!(t.forward(&second, end + 1).is_err());
     }
 }
+
+/// A support answer's prompt starts with the same system message every time: the engine keeps
+/// that prefix's KV state and reads only the rest, with the same result as a cold start.
+#[test]
+fn a_shared_prompt_prefix_is_reused_with_the_same_logits() {
+    let name = "qwen2.5-coder-0.5b";
+    let mut warm = engine(name, Backend::Own);
+    let system = "You are the support assistant of Larkspur & Co. Answer from the sources only.";
+    let prompt = |e: &Engine, question: &str| {
+        e.chat_prompt(&[
+            Message::new(Role::System, system),
+            Message::new(Role::User, question),
+        ])
+        .unwrap()
+    };
+    let first = prompt(&warm, "Where is my parcel?");
+    let second = prompt(&warm, "How do I reset my password?");
+    let common = first
+        .iter()
+        .zip(&second)
+        .take_while(|(a, b)| a == b)
+        .count();
+    assert!(common > 10, "the system message is a shared prefix");
+
+    let (_, reused) = warm.prefill(&first).unwrap();
+    assert_eq!(reused, 0);
+    let (logits, reused) = warm.prefill(&second).unwrap();
+    assert_eq!(reused, common);
+    let warm_logits: Vec<f32> = logits.to_vec1().unwrap();
+
+    let mut cold = engine(name, Backend::Own);
+    let (logits, reused) = cold.prefill(&second).unwrap();
+    assert_eq!(reused, 0);
+    let cold_logits: Vec<f32> = logits.to_vec1().unwrap();
+    assert!(relative_diff(&warm_logits, &cold_logits) < 1e-5);
+    assert_eq!(argmax(&warm_logits), argmax(&cold_logits));
+
+    // The same prompt again reads only its last token.
+    let (_, reused) = warm.prefill(&second).unwrap();
+    assert_eq!(reused, second.len() - 1);
+}

@@ -233,7 +233,8 @@ impl Engine {
         logits.ok_or(RuntimeError::EmptyPrompt)
     }
 
-    /// Processes `prompt` from position 0, reusing the cached prefix where it matches.
+    /// Processes `prompt` from position 0, reusing the longest cached prefix it shares (on the
+    /// own transformer; candle's caches can only be extended).
     /// Returns the logits after the last prompt token and how many tokens were reused.
     pub fn prefill(&mut self, prompt: &[u32]) -> Result<(Tensor, usize)> {
         if prompt.is_empty() {
@@ -245,11 +246,26 @@ impl Engine {
                 context: self.model.context_length,
             });
         }
-        let reusable = self.model.can_extend_batch
-            && self.cached.len() < prompt.len()
-            && prompt.starts_with(&self.cached);
-        if !reusable {
-            self.cached.clear();
+        if self.model.can_truncate() {
+            // Keep whatever prefix this prompt shares with what is cached (a conversation's
+            // earlier turns, the fixed system prompt of every support answer), but always feed
+            // at least one token: its logits are the result.
+            let common = self
+                .cached
+                .iter()
+                .zip(prompt)
+                .take_while(|(a, b)| a == b)
+                .count()
+                .min(prompt.len() - 1);
+            self.model.truncate(common)?;
+            self.cached.truncate(common);
+        } else {
+            let reusable = self.model.can_extend_batch
+                && self.cached.len() < prompt.len()
+                && prompt.starts_with(&self.cached);
+            if !reusable {
+                self.cached.clear();
+            }
         }
         let reused = self.cached.len();
         tracing::debug!("prompt of {} tokens, {reused} already cached", prompt.len());

@@ -71,7 +71,8 @@ impl Model {
             .string_array("tokenizer.ggml.tokens")
             .map(|t| t.len())
             .unwrap_or(0);
-        if backend == Backend::Own && architecture != Architecture::Gemma3 {
+        // The own transformer runs on the CPU; a GPU device keeps candle's CUDA path.
+        if backend == Backend::Own && architecture != Architecture::Gemma3 && device.is_cpu() {
             let transformer = Transformer::load(&gguf)?;
             return Ok(Model {
                 weights: Weights::Own(Box::new(transformer)),
@@ -146,6 +147,11 @@ impl Model {
             Weights::Own(_) => Backend::Own,
             _ => Backend::Candle,
         }
+    }
+
+    /// Whether `truncate` works (the own transformer's cache can be cut back).
+    pub fn can_truncate(&self) -> bool {
+        matches!(self.weights, Weights::Own(_))
     }
 
     /// Keeps the first `len` cached positions and forgets the rest, so a shared prompt prefix
