@@ -191,12 +191,6 @@ impl QMatrix {
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
         };
-        if !cols.is_multiple_of(KB) {
-            return Err(QuantError::RowLength {
-                ty: ty.name(),
-                cols,
-            });
-        }
         if !ty.is_quantized() {
             m.dense = vec![0.0; rows * cols];
             m.dense
@@ -204,6 +198,12 @@ impl QMatrix {
                 .zip(data.par_chunks(row_bytes.max(1)))
                 .for_each(|(out, row)| ggml::dequantize_row(ty, row, out));
             return Ok(m);
+        }
+        if !cols.is_multiple_of(KB) {
+            return Err(QuantError::RowLength {
+                ty: ty.name(),
+                cols,
+            });
         }
         let groups = rows.div_ceil(ROWS);
         let kblocks = cols / KB;
@@ -424,11 +424,15 @@ impl QMatrix {
         out.par_chunks_mut(self.rows)
             .enumerate()
             .for_each(|(i, o)| {
-                // The activations as the quantized products see them, so every weight type
-                // answers to the same inputs.
-                let xi: Vec<f32> = (0..cols)
-                    .map(|k| x.d[i * x.kblocks + k / KB] * x.q[i * cols + k] as f32)
-                    .collect();
+                // Whole blocks: the activations as the quantized products see them, so every
+                // weight type answers to the same inputs; otherwise the rows as given.
+                let xi: Vec<f32> = if x.float.is_empty() {
+                    (0..cols)
+                        .map(|k| x.d[i * x.kblocks + k / KB] * x.q[i * cols + k] as f32)
+                        .collect()
+                } else {
+                    x.float[i * cols..(i + 1) * cols].to_vec()
+                };
                 for (r, v) in o.iter_mut().enumerate() {
                     *v = crate::vector::dot(&self.dense[r * cols..(r + 1) * cols], &xi);
                 }
@@ -543,6 +547,9 @@ pub struct Activations {
     /// `da · Σ a` per 16 inputs (`n × cols/16`) and per 32 (`n × kblocks`).
     sum16: Vec<f32>,
     sum32: Vec<f32>,
+    /// The rows as given, kept only when `cols` is not a whole number of blocks (then only
+    /// float weights can take them).
+    float: Vec<f32>,
 }
 
 impl Activations {
@@ -567,6 +574,10 @@ impl Activations {
         self.cols = cols;
         self.kblocks = cols / KB;
         let kblocks = self.kblocks;
+        self.float.clear();
+        if !cols.is_multiple_of(KB) {
+            self.float.extend_from_slice(x);
+        }
         self.q.clear();
         self.q.resize(n * cols, 0);
         self.d.clear();
@@ -1150,6 +1161,27 @@ mod tests {
             assert_eq!((got, best), (want, scalar), "{x:?}");
             assert!(scalar.iter().all(|&v| v != -128));
         }
+    }
+
+    #[test]
+    fn float_weights_take_rows_of_any_length() {
+        let (rows, cols) = (3, 8);
+        let data = ggml::synthetic_tensor(GgmlType::F32, rows, cols, 4);
+        let m = QMatrix::from_ggml(GgmlType::F32, rows, cols, &data).unwrap();
+        let x: Vec<f32> = (0..2 * cols).map(|k| k as f32 * 0.25 - 1.0).collect();
+        let mut a = Activations::new();
+        a.quantize(&x, 2, cols).unwrap();
+        let mut got = vec![0f32; 2 * rows];
+        m.matmul(&a, &mut got).unwrap();
+        let (want, _) = reference(GgmlType::F32, &data, &x, 2, rows, cols);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() < 1e-5, "{g} vs {w}");
+        }
+        // Quantized formats still need whole blocks of 32.
+        assert!(matches!(
+            QMatrix::from_ggml(GgmlType::Q8_0, 1, 8, &[0; 34]),
+            Err(QuantError::RowLength { .. })
+        ));
     }
 
     #[test]
