@@ -217,29 +217,44 @@ pub(crate) fn q4k_scale_min(sub: usize, packed: &[u8]) -> (u8, u8) {
     }
 }
 
-/// One row of `out.len()` values to f32: the plain reference dequantizer (embedding lookups,
-/// tests).
+/// One row of `out.len()` values to f32: the plain reference dequantizer (tests; a
+/// `RowDecoder` does the same without allocating).
 pub fn dequantize_row(ty: GgmlType, row: &[u8], out: &mut [f32]) {
-    let n = out.len();
-    match ty {
-        GgmlType::F32 => {
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+    RowDecoder::default().dequantize(ty, row, out);
+}
+
+/// Dequantizes rows one at a time into buffers it keeps (embedding lookups, per token).
+#[derive(Debug, Clone, Default)]
+pub struct RowDecoder {
+    q: Vec<u8>,
+    scales: Vec<f32>,
+    mins: Vec<f32>,
+}
+
+impl RowDecoder {
+    /// `dequantize_row`, reusing this decoder's buffers.
+    pub fn dequantize(&mut self, ty: GgmlType, row: &[u8], out: &mut [f32]) {
+        let n = out.len();
+        match ty {
+            GgmlType::F32 => {
+                for (o, b) in out.iter_mut().zip(row.chunks_exact(4)) {
+                    *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
             }
-        }
-        GgmlType::F16 => {
-            for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
-                *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+            GgmlType::F16 => {
+                for (o, b) in out.iter_mut().zip(row.chunks_exact(2)) {
+                    *o = f16::from_le_bytes([b[0], b[1]]).to_f32();
+                }
             }
-        }
-        _ => {
-            let sb = ty.scale_block();
-            let mut q = vec![0u8; n];
-            let mut scales = vec![0f32; n / sb];
-            let mut mins = vec![0f32; n / sb];
-            decode_row(ty, row, &mut q, &mut scales, &mut mins);
-            for (i, o) in out.iter_mut().enumerate() {
-                *o = scales[i / sb] * q[i] as f32 + mins[i / sb];
+            _ => {
+                let sb = ty.scale_block();
+                self.q.resize(n, 0);
+                self.scales.resize(n / sb, 0.0);
+                self.mins.resize(n / sb, 0.0);
+                decode_row(ty, row, &mut self.q, &mut self.scales, &mut self.mins);
+                for (i, o) in out.iter_mut().enumerate() {
+                    *o = self.scales[i / sb] * self.q[i] as f32 + self.mins[i / sb];
+                }
             }
         }
     }

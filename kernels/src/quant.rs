@@ -14,6 +14,7 @@
 //! GGML's Q8_0); a block then contributes `d · (da · Σ q·a) + m · (da · Σ a)` — the integer
 //! sum exact, then the same float operations in the same order on every path.
 
+use crate::cpu::CpuFeatures;
 use crate::ggml::{self, GgmlType};
 pub use crate::int8::ShapeError;
 use half::f16;
@@ -72,22 +73,14 @@ impl QuantPath {
     pub fn best() -> QuantPath {
         static BEST: OnceLock<QuantPath> = OnceLock::new();
         *BEST.get_or_init(|| {
-            #[cfg(target_arch = "x86_64")]
-            {
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512vnni")
-                {
-                    return QuantPath::Avx512Vnni;
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                    && std::arch::is_x86_feature_detected!("f16c")
-                {
-                    return QuantPath::Avx2;
-                }
+            let cpu = CpuFeatures::detect();
+            if cpu.avx512f && cpu.avx512bw && cpu.avx512vnni {
+                QuantPath::Avx512Vnni
+            } else if cpu.avx2 && cpu.fma && cpu.f16c {
+                QuantPath::Avx2
+            } else {
+                QuantPath::Scalar
             }
-            QuantPath::Scalar
         })
     }
 

@@ -261,10 +261,8 @@ struct Scratch {
     sin: Vec<f32>,
     logits: Vec<f32>,
     act: Activations,
-    /// Embedding row decoding: `d · q + m`.
-    emb_q: Vec<u8>,
-    emb_scales: Vec<f32>,
-    emb_mins: Vec<f32>,
+    /// Decodes the embedding rows of the tokens fed.
+    embedding_rows: ggml::RowDecoder,
 }
 
 fn resize(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -576,28 +574,11 @@ impl Transformer {
 /// Looks up the rows of `tokens` (checked to be in the vocabulary) into `s.x`.
 fn embed(e: &Embedding, tokens: &[u32], s: &mut Scratch) {
     let x = resize(&mut s.x, tokens.len() * e.dim);
-    let quantized = e.ty.is_quantized();
-    if quantized {
-        let sb = e.ty.scale_block();
-        s.emb_q.resize(e.dim, 0);
-        s.emb_scales.resize(e.dim / sb, 0.0);
-        s.emb_mins.resize(e.dim / sb, 0.0);
-    }
     for (i, &id) in tokens.iter().enumerate() {
         debug_assert!((id as usize) < e.vocab);
         let row = &e.data[id as usize * e.row_bytes..][..e.row_bytes];
-        let out = &mut x[i * e.dim..][..e.dim];
-        if quantized {
-            // The reference dequantizer allocates; this is the same `d · q + m` into reused
-            // buffers.
-            let sb = e.ty.scale_block();
-            ggml::decode_row(e.ty, row, &mut s.emb_q, &mut s.emb_scales, &mut s.emb_mins);
-            for (j, o) in out.iter_mut().enumerate() {
-                *o = s.emb_scales[j / sb] * s.emb_q[j] as f32 + s.emb_mins[j / sb];
-            }
-        } else {
-            ggml::dequantize_row(e.ty, row, out);
-        }
+        s.embedding_rows
+            .dequantize(e.ty, row, &mut x[i * e.dim..][..e.dim]);
     }
 }
 
