@@ -35,6 +35,10 @@ fn byte_tokens() -> Vec<String> {
 }
 
 fn tensor(shape: &[usize], seed: u64) -> QTensor {
+    typed_tensor(shape, seed, GgmlDType::F32)
+}
+
+fn typed_tensor(shape: &[usize], seed: u64, dtype: GgmlDType) -> QTensor {
     let n: usize = shape.iter().product();
     let mut state = seed
         .wrapping_mul(2862933555777941757)
@@ -49,13 +53,22 @@ fn tensor(shape: &[usize], seed: u64) -> QTensor {
         .collect();
     QTensor::quantize(
         &Tensor::from_vec(values, shape, &Device::Cpu).unwrap(),
-        GgmlDType::F32,
+        dtype,
     )
     .unwrap()
 }
 
 /// Writes a tiny llama-architecture model. `edit` may change or drop metadata before writing.
 fn write_tiny_llama(path: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>)) {
+    write_tiny_llama_with(path, edit, GgmlDType::F32)
+}
+
+/// `write_tiny_llama` with the query projection stored as `q_type`.
+fn write_tiny_llama_with(
+    path: &Path,
+    edit: impl FnOnce(&mut Vec<(String, Value)>),
+    q_type: GgmlDType,
+) {
     let mut tokens = byte_tokens();
     tokens.push("<|im_start|>".into());
     tokens.push("<|im_end|>".into());
@@ -97,7 +110,10 @@ fn write_tiny_llama(path: &Path, edit: impl FnOnce(&mut Vec<(String, Value)>)) {
         ("output_norm.weight".into(), tensor(&[DIM], 2)),
         ("output.weight".into(), tensor(&[vocab, DIM], 3)),
         ("blk.0.attn_norm.weight".into(), tensor(&[DIM], 4)),
-        ("blk.0.attn_q.weight".into(), tensor(&[DIM, DIM], 5)),
+        (
+            "blk.0.attn_q.weight".into(),
+            typed_tensor(&[DIM, DIM], 5, q_type),
+        ),
         ("blk.0.attn_k.weight".into(), tensor(&[DIM, DIM], 6)),
         ("blk.0.attn_v.weight".into(), tensor(&[DIM, DIM], 7)),
         ("blk.0.attn_output.weight".into(), tensor(&[DIM, DIM], 8)),
@@ -183,6 +199,20 @@ fn missing_weights_are_reported_not_panicked() {
     });
     let out = common::generate_hi(&path, None);
     common::assert_clean_failure(&out, "cannot load the weights");
+}
+
+#[test]
+fn a_weight_type_the_kernels_lack_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.gguf");
+    write_tiny_llama_with(&path, |_| {}, GgmlDType::BF16);
+    let out = common::generate_hi(&path, None);
+    common::assert_clean_failure(&out, "blk.0.attn_q.weight");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("BF16"),
+        "the type is named: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
