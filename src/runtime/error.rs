@@ -93,6 +93,9 @@ pub enum RuntimeError {
 
     #[error("inference failed: {0}")]
     Inference(String),
+
+    #[error("generation ran past its time limit of {seconds} s and was stopped")]
+    TimedOut { seconds: f64 },
 }
 
 pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

@@ -98,17 +98,17 @@ pub struct Generation {
 }
 
 pub struct Engine {
-    model: Model,
+    pub(super) model: Model,
     /// Recognises special tokens: for template markup.
     tokenizer: Tokenizer,
     /// Encodes special-token strings as plain text: for message content.
     literal: Tokenizer,
     pub template: ChatTemplate,
-    stop_tokens: HashSet<u32>,
+    pub(super) stop_tokens: HashSet<u32>,
     bos: Option<u32>,
-    batch_size: usize,
+    pub(super) batch_size: usize,
     /// The tokens whose KV state the model holds, in order from position 0.
-    cached: Vec<u32>,
+    pub(super) cached: Vec<u32>,
     pub info: ModelInfo,
 }
 
@@ -212,7 +212,7 @@ impl Engine {
     }
 
     /// Feeds tokens at `pos` in batches and returns the last logits. Keeps `cached` in step.
-    fn feed(&mut self, tokens: &[u32]) -> Result<Tensor> {
+    pub(super) fn feed(&mut self, tokens: &[u32]) -> Result<Tensor> {
         let batch = if self.model.can_extend_batch {
             self.batch_size
         } else {
@@ -362,21 +362,21 @@ pub fn default_device() -> Result<Device> {
 /// Turns the decoded text of all generated tokens, step by step, into final pieces: text is
 /// held back while it could still be the start of a stop sequence or ends in a partial
 /// UTF-8 character.
-struct TextStream<'a> {
-    stops: &'a [String],
-    emitted: String,
+pub(super) struct TextStream {
+    stops: Vec<String>,
+    pub(super) emitted: String,
 }
 
-impl<'a> TextStream<'a> {
-    fn new(stops: &'a [String]) -> Self {
+impl TextStream {
+    pub(super) fn new(stops: &[String]) -> Self {
         TextStream {
-            stops,
+            stops: stops.to_vec(),
             emitted: String::new(),
         }
     }
 
     /// Returns true when a stop sequence was found (the text before it has been emitted).
-    fn push(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) -> bool {
+    pub(super) fn push(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) -> bool {
         if decoded.ends_with('\u{FFFD}') {
             return false;
         }
@@ -400,7 +400,7 @@ impl<'a> TextStream<'a> {
         false
     }
 
-    fn finish(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) {
+    pub(super) fn finish(&mut self, decoded: &str, on_text: &mut dyn FnMut(&str)) {
         self.emit_up_to(decoded, decoded.len(), on_text);
     }
 

@@ -1,6 +1,7 @@
 //! The model runtime: finding and verifying model files, opening GGUF, tokenizing, chat
 //! templates, the forward pass and the generation loop.
 
+pub mod batch;
 pub mod bench;
 pub mod catalog;
 pub mod chat_template;

@@ -4,7 +4,7 @@
 
 use super::error::{candle_message, Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile};
-use super::transformer::Transformer;
+use super::transformer::{BatchItem, KvCache, Transformer};
 use candle_core::{DType, Device, Tensor};
 use candle_transformers::models::{quantized_gemma3, quantized_llama, quantized_qwen2};
 
@@ -146,6 +146,27 @@ impl Model {
         match self.weights {
             Weights::Own(_) => Backend::Own,
             _ => Backend::Candle,
+        }
+    }
+
+    /// A KV cache for one more concurrent sequence, when this model can run several in one
+    /// pass ([`Model::forward_batch`]): the own transformer can, candle's model code cannot.
+    pub fn new_sequence(&self) -> Option<KvCache> {
+        match &self.weights {
+            Weights::Own(t) => Some(t.new_cache()),
+            _ => None,
+        }
+    }
+
+    /// Appends each item's tokens to its sequence in one pass and returns the logits of each
+    /// item's last token, `items.len() × vocab_size`, f32. Only on models that give
+    /// [`Model::new_sequence`].
+    pub fn forward_batch(&mut self, items: &mut [BatchItem<'_>]) -> Result<&[f32]> {
+        match &mut self.weights {
+            Weights::Own(t) => t.forward_batch(items),
+            _ => Err(RuntimeError::Inference(
+                "candle's model code runs one sequence at a time".into(),
+            )),
         }
     }
 

@@ -169,7 +169,8 @@ struct Layer {
 
 /// Keys and values of every position fed so far, f16, per layer laid out
 /// `[kv_head][capacity][head_dim]` so one head's keys are contiguous for attention.
-struct KvCache {
+/// One per sequence: the transformer holds one, and a batch brings one per sequence.
+pub struct KvCache {
     k: Vec<Vec<f16>>,
     v: Vec<Vec<f16>>,
     n_kv_heads: usize,
@@ -179,7 +180,41 @@ struct KvCache {
     max: usize,
 }
 
+/// One sequence's share of [`Transformer::forward_batch`]: its cache and the tokens to
+/// append to it (at positions `cache.len()..`).
+pub struct BatchItem<'a> {
+    pub cache: &'a mut KvCache,
+    pub tokens: &'a [u32],
+}
+
 impl KvCache {
+    /// Holds nothing and can hold nothing: a stand-in while the real one is lent out.
+    fn empty() -> KvCache {
+        KvCache {
+            k: Vec::new(),
+            v: Vec::new(),
+            n_kv_heads: 0,
+            head_dim: 0,
+            capacity: 0,
+            len: 0,
+            max: 0,
+        }
+    }
+
+    /// Positions held.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Forgets every position from `len` on (no-op when fewer are held).
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+
     fn new(config: &Config) -> KvCache {
         KvCache {
             k: vec![Vec::new(); config.n_layers],
@@ -242,6 +277,9 @@ struct AttnScratch {
 /// Buffers of one forward pass, reused across calls (they only grow).
 #[derive(Default)]
 struct Scratch {
+    /// The tokens of one pass (all sequences' in turn) and the position of each.
+    tokens: Vec<u32>,
+    positions: Vec<usize>,
     /// Residual stream, `T × dim`.
     x: Vec<f32>,
     /// Normalised input of the current block, `T × dim`.
@@ -467,41 +505,75 @@ impl Transformer {
         self.cache.len = self.cache.len.min(len);
     }
 
+    /// An empty KV cache for one more sequence of a batch (see [`Transformer::forward_batch`]).
+    pub fn new_cache(&self) -> KvCache {
+        KvCache::new(&self.config)
+    }
+
     /// Feeds `tokens` at positions `pos..pos + tokens.len()` and returns the logits of the last
     /// one (`vocab` values). `pos` may not pass the cached length; a smaller `pos` (0 starts a
     /// new sequence) first drops the positions from `pos` on.
     pub fn forward(&mut self, tokens: &[u32], pos: usize) -> Result<&[f32]> {
-        let c = self.config;
-        let t = tokens.len();
-        if t == 0 {
-            return Err(inference("no tokens to feed"));
-        }
         if pos > self.cache.len {
             return Err(inference(format!(
                 "position {pos} does not follow the {} cached positions",
                 self.cache.len
             )));
         }
-        if pos + t > c.context_length {
-            return Err(inference(format!(
-                "positions up to {} do not fit the context of {}",
-                pos + t,
-                c.context_length
-            )));
-        }
-        if let Some(&bad) = tokens.iter().find(|&&id| id as usize >= c.vocab) {
-            return Err(inference(format!(
-                "token {bad} is outside the vocabulary of {}",
-                c.vocab
-            )));
-        }
         self.truncate(pos);
-        self.cache.reserve(pos + t);
-        let (dim, q_dim, kv_dim, ffn) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim);
-        let s = &mut self.scratch;
+        // The transformer's own cache takes part as a batch of one.
+        let mut cache = std::mem::replace(&mut self.cache, KvCache::empty());
+        let fed = self
+            .forward_batch(&mut [BatchItem {
+                cache: &mut cache,
+                tokens,
+            }])
+            .map(|_| ());
+        self.cache = cache;
+        fed.map(|()| &self.scratch.logits[..self.config.vocab])
+    }
 
-        embed(&self.embedding, tokens, s);
-        rope_angles(&c, pos, t, &mut s.cos, &mut s.sin);
+    /// Appends tokens to several sequences in one pass: every linear layer runs once over the
+    /// rows of all of them (so concurrent generations read the weights once per step), while
+    /// RoPE positions, the KV cache and attention stay each sequence's own. Returns the logits
+    /// of each item's last token, `items.len() × vocab`, in item order.
+    pub fn forward_batch(&mut self, items: &mut [BatchItem<'_>]) -> Result<&[f32]> {
+        let c = self.config;
+        if items.is_empty() {
+            return Err(inference("no sequences to feed"));
+        }
+        for item in items.iter() {
+            if item.tokens.is_empty() {
+                return Err(inference("no tokens to feed"));
+            }
+            let end = item.cache.len + item.tokens.len();
+            if end > c.context_length {
+                return Err(inference(format!(
+                    "positions up to {end} do not fit the context of {}",
+                    c.context_length
+                )));
+            }
+            if let Some(&bad) = item.tokens.iter().find(|&&id| id as usize >= c.vocab) {
+                return Err(inference(format!(
+                    "token {bad} is outside the vocabulary of {}",
+                    c.vocab
+                )));
+            }
+        }
+        let s = &mut self.scratch;
+        s.tokens.clear();
+        s.positions.clear();
+        for item in items.iter_mut() {
+            let pos = item.cache.len;
+            item.cache.reserve(pos + item.tokens.len());
+            s.tokens.extend_from_slice(item.tokens);
+            s.positions.extend(pos..pos + item.tokens.len());
+        }
+        let t = s.tokens.len();
+        let (dim, q_dim, kv_dim, ffn, hd) = (c.dim, c.q_dim(), c.kv_dim(), c.ffn_dim, c.head_dim);
+
+        embed(&self.embedding, s);
+        rope_angles(&c, &s.positions, &mut s.cos, &mut s.sin);
         resize(&mut s.xn, t * dim);
         resize(&mut s.q, t * q_dim);
         resize(&mut s.k, t * kv_dim);
@@ -526,24 +598,36 @@ impl Transformer {
             }
             rope(&c, &mut s.q, c.n_heads, &s.cos, &s.sin);
             rope(&c, &mut s.k, c.n_kv_heads, &s.cos, &s.sin);
-            self.cache.write(li, &s.k, &s.v, t);
-            attention(
-                &c,
-                &self.cache,
-                li,
-                pos,
-                t,
-                &s.q,
-                &mut s.heads,
-                &self.attn_scratch,
-            );
-            // [head][T][hd] → [T][head·hd] for the output product.
-            let hd = c.head_dim;
-            for h in 0..c.n_heads {
-                for i in 0..t {
-                    s.attn[i * q_dim + h * hd..][..hd]
-                        .copy_from_slice(&s.heads[(h * t + i) * hd..][..hd]);
+            let mut row = 0;
+            for item in items.iter_mut() {
+                let n = item.tokens.len();
+                let pos = item.cache.len;
+                item.cache.write(
+                    li,
+                    &s.k[row * kv_dim..(row + n) * kv_dim],
+                    &s.v[row * kv_dim..(row + n) * kv_dim],
+                    n,
+                );
+                // This sequence's heads, `[head][n][hd]`, in its rows' share of `heads`.
+                let heads = &mut s.heads[row * q_dim..(row + n) * q_dim];
+                attention(
+                    &c,
+                    item.cache,
+                    li,
+                    pos,
+                    n,
+                    &s.q[row * q_dim..(row + n) * q_dim],
+                    heads,
+                    &self.attn_scratch,
+                );
+                // [head][n][hd] → [n][head·hd] for the output product.
+                for h in 0..c.n_heads {
+                    for i in 0..n {
+                        s.attn[(row + i) * q_dim + h * hd..][..hd]
+                            .copy_from_slice(&heads[(h * n + i) * hd..][..hd]);
+                    }
                 }
+                row += n;
             }
             s.act.quantize(&s.attn, t, q_dim).map_err(inference)?;
             layer.wo.matmul(&s.act, &mut s.proj).map_err(inference)?;
@@ -559,22 +643,33 @@ impl Transformer {
             layer.down.matmul(&s.act, &mut s.proj).map_err(inference)?;
             vector::add_in_place(&mut s.x, &s.proj);
         }
-        self.cache.len = pos + t;
 
-        // Only the last position's logits are wanted.
-        let last = &s.x[(t - 1) * dim..t * dim];
-        rms_norm_rows(last, &self.output_norm, c.eps, &mut s.xn[..dim]);
-        s.act.quantize(&s.xn[..dim], 1, dim).map_err(inference)?;
-        let logits = resize(&mut s.logits, c.vocab);
+        // Only each sequence's last position's logits are wanted.
+        let mut last = 0;
+        for (j, item) in items.iter_mut().enumerate() {
+            item.cache.len += item.tokens.len();
+            last += item.tokens.len();
+            rms_norm_rows(
+                &s.x[(last - 1) * dim..last * dim],
+                &self.output_norm,
+                c.eps,
+                &mut s.xn[j * dim..(j + 1) * dim],
+            );
+        }
+        let n = items.len();
+        s.act
+            .quantize(&s.xn[..n * dim], n, dim)
+            .map_err(inference)?;
+        let logits = resize(&mut s.logits, n * c.vocab);
         self.output.matmul(&s.act, logits).map_err(inference)?;
-        Ok(&s.logits[..c.vocab])
+        Ok(&s.logits[..n * c.vocab])
     }
 }
 
-/// Looks up the rows of `tokens` (checked to be in the vocabulary) into `s.x`.
-fn embed(e: &Embedding, tokens: &[u32], s: &mut Scratch) {
-    let x = resize(&mut s.x, tokens.len() * e.dim);
-    for (i, &id) in tokens.iter().enumerate() {
+/// Looks up the rows of `s.tokens` (checked to be in the vocabulary) into `s.x`.
+fn embed(e: &Embedding, s: &mut Scratch) {
+    let x = resize(&mut s.x, s.tokens.len() * e.dim);
+    for (i, &id) in s.tokens.iter().enumerate() {
         debug_assert!((id as usize) < e.vocab);
         let row = &e.data[id as usize * e.row_bytes..][..e.row_bytes];
         s.embedding_rows
@@ -609,14 +704,15 @@ fn silu_mul(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// cos and sin of `p · θ_i` for positions `pos..pos + t`, `θ_i = base^(-2i/rope_dim)`,
+/// cos and sin of `p · θ_i` for the position `p` of each row, `θ_i = base^(-2i/rope_dim)`,
 /// computed in f32 like candle and llama.cpp.
-fn rope_angles(c: &Config, pos: usize, t: usize, cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
+fn rope_angles(c: &Config, positions: &[usize], cos: &mut Vec<f32>, sin: &mut Vec<f32>) {
     let half = c.rope_dim / 2;
+    let t = positions.len();
     let cos = resize(cos, t * half);
     let sin = resize(sin, t * half);
-    for i in 0..t {
-        let p = (pos + i) as f32;
+    for (i, &p) in positions.iter().enumerate() {
+        let p = p as f32;
         for j in 0..half {
             let theta = 1.0 / c.rope_base.powf((2 * j) as f32 / c.rope_dim as f32);
             let (s, co) = (p * theta).sin_cos();
@@ -627,7 +723,7 @@ fn rope_angles(c: &Config, pos: usize, t: usize, cos: &mut Vec<f32>, sin: &mut V
 }
 
 /// Rotates the leading `rope_dim` values of each of `heads` heads in every row of `x`
-/// (`T × heads·head_dim`), row `i` by the angles of position `pos + i`.
+/// (`T × heads·head_dim`), row `i` by the angles of its position.
 fn rope(c: &Config, x: &mut [f32], heads: usize, cos: &[f32], sin: &[f32]) {
     let half = c.rope_dim / 2;
     for (i, row) in x.chunks_exact_mut(heads * c.head_dim).enumerate() {
@@ -850,7 +946,7 @@ mod tests {
             rope_style: RopeStyle::Interleaved,
         };
         let (mut cos, mut sin) = (Vec::new(), Vec::new());
-        rope_angles(&c, 2, 2, &mut cos, &mut sin);
+        rope_angles(&c, &[2, 3], &mut cos, &mut sin);
         // θ = [1, 100^(-1/2) = 0.1]; positions 2 and 3.
         close(&cos, &[2f32.cos(), 0.2f32.cos(), 3f32.cos(), 0.3f32.cos()]);
         close(&sin, &[2f32.sin(), 0.2f32.sin(), 3f32.sin(), 0.3f32.sin()]);
