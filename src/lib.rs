@@ -10,3 +10,4 @@ pub mod cli;
 pub mod eval;
 pub mod kb;
 pub mod runtime;
+pub mod server;

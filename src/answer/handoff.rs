@@ -50,6 +50,8 @@ pub struct Turn {
 /// What a person needs to take the case over.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Ticket {
+    /// Unique per ticket, for the help desk to refer to.
+    pub id: String,
     pub question: String,
     pub reason: HandoffReason,
     /// One paragraph for the person taking over.
@@ -85,6 +87,7 @@ impl Ticket {
             None => summary.push_str(" No article in the knowledge base matched."),
         }
         Ticket {
+            id: ticket_id(),
             question: question.to_string(),
             reason,
             summary,
@@ -92,6 +95,16 @@ impl Ticket {
             conversation,
         }
     }
+}
+
+/// `T-` + the time in seconds + the process + a counter: unique without coordination.
+fn ticket_id() -> String {
+    static COUNTER: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    format!("T-{secs:x}-{:x}-{n}", std::process::id())
 }
 
 /// Whether the customer asks for a person rather than an answer.

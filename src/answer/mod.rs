@@ -7,13 +7,16 @@
 
 pub mod audit;
 pub mod citations;
+pub mod followup;
 pub mod guard;
 pub mod handoff;
 pub mod persona;
 pub mod prompt;
 
 use crate::kb::{KbError, Mode, Searcher};
-use crate::runtime::{Engine, GenerateOptions, Message, Role, RuntimeError, SamplingParams};
+use crate::runtime::{
+    Engine, GenerateOptions, Generation, Message, Role, RuntimeError, SamplingParams,
+};
 use handoff::{asks_for_a_person, Candidate, HandoffReason, Ticket, Turn};
 use persona::Persona;
 use prompt::Source;
@@ -114,6 +117,9 @@ pub struct AnswerTimings {
 /// The outcome of one question.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Answer {
+    /// The customer's question, as asked.
+    #[serde(skip)]
+    pub question: String,
     /// The checked answer, or the hand-off message.
     pub answer: String,
     pub handoff: bool,
@@ -130,24 +136,40 @@ pub struct Answer {
     pub sources: Vec<Source>,
 }
 
-/// A knowledge base, a model and a persona, ready for questions.
-pub struct Assistant {
+/// Everything of answering but running the model: retrieval, the grounded prompt, checking
+/// the draft, the hand-off. The model runs in between — in [`Assistant::ask`] on its own
+/// engine, or in the server's batch next to other conversations.
+pub struct Support {
     searcher: Searcher,
-    engine: Engine,
     persona: Persona,
     settings: AnswerSettings,
 }
 
-impl Assistant {
-    pub fn new(
-        searcher: Searcher,
-        engine: Engine,
-        persona: Persona,
-        settings: AnswerSettings,
-    ) -> Assistant {
-        Assistant {
+/// A question made ready for the model.
+pub enum Prepared {
+    /// Answered without the model: a hand-off.
+    Done(Answer),
+    /// The prompt for the model; give its generation to [`Support::finish`].
+    Generate(Pending),
+}
+
+/// A question between retrieval and the model's draft.
+pub struct Pending {
+    /// The prompt tokens (system message first, so its KV state can be reused).
+    pub prompt: Vec<u32>,
+    question: String,
+    conversation: Vec<Turn>,
+    confidence: f64,
+    sources: Vec<Source>,
+    system: String,
+    retrieval_s: f64,
+    started: Instant,
+}
+
+impl Support {
+    pub fn new(searcher: Searcher, persona: Persona, settings: AnswerSettings) -> Support {
+        Support {
             searcher,
-            engine,
             persona,
             settings,
         }
@@ -161,23 +183,36 @@ impl Assistant {
         &self.settings
     }
 
-    pub fn engine(&self) -> &Engine {
-        &self.engine
+    pub fn searcher(&self) -> &Searcher {
+        &self.searcher
     }
 
-    /// Answers `question`; `history` is the conversation before it (for the ticket).
-    pub fn ask(&mut self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+    /// Retrieves the sources of `question` (with `history`, the conversation before it, for
+    /// follow-ups) and either hands off at once or gives the prompt for `engine`'s model.
+    pub fn prepare(
+        &self,
+        engine: &Engine,
+        question: &str,
+        history: &[Turn],
+    ) -> Result<Prepared, AnswerError> {
         let started = Instant::now();
         let question = self.settings.check_question(question)?;
+        // A follow-up ("and how long does that take?") is searched, and put to the model,
+        // together with the question it follows.
+        let earlier = followup::earlier_question(question, history);
+        let query = match earlier {
+            Some(e) => format!("{e} {question}"),
+            None => question.to_string(),
+        };
 
         let confidence = self
             .searcher
-            .search(question, 1, Mode::Vector)?
+            .search(&query, 1, Mode::Vector)?
             .first()
             .map_or(0.0, |h| h.score.clamp(0.0, 1.0));
         let hits = self
             .searcher
-            .search(question, self.settings.sources, Mode::Hybrid)?;
+            .search(&query, self.settings.sources, Mode::Hybrid)?;
         let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id).collect();
         // Passages that address the assistant instead of the customer never reach the model.
         let sources: Vec<Source> = self
@@ -219,31 +254,58 @@ impl Assistant {
             None
         };
         if let Some(reason) = early {
-            return Ok(self.hand_off(
+            let timings = AnswerTimings {
+                retrieval_s,
+                ttft_s: 0.0,
+                total_s: started.elapsed().as_secs_f64(),
+            };
+            return Ok(Prepared::Done(self.hand_off(
                 question,
                 reason,
                 conversation,
                 confidence,
-                AnswerTimings {
-                    retrieval_s,
-                    ttft_s: 0.0,
-                    total_s: started.elapsed().as_secs_f64(),
-                },
+                timings,
                 None,
-                sources.clone(),
-            ));
+                sources,
+            )));
         }
 
         let system = prompt::system_message(&self.persona);
+        let asked = match earlier {
+            Some(e) => format!("{question} (following up on: {e})"),
+            None => question.to_string(),
+        };
         let messages = [
             Message::new(Role::System, system.clone()),
-            Message::new(Role::User, prompt::user_message(&sources, question)),
+            Message::new(Role::User, prompt::user_message(&sources, &asked)),
         ];
         tracing::debug!("prompt: {}", messages[1].content);
-        let prompt_ids = self.engine.chat_prompt(&messages)?;
-        let generation = self
-            .engine
-            .generate(&prompt_ids, &self.settings.generate, &mut |_| {})?;
+        let prompt = engine.chat_prompt(&messages)?;
+        Ok(Prepared::Generate(Pending {
+            prompt,
+            question: question.to_string(),
+            conversation,
+            confidence,
+            sources,
+            system,
+            retrieval_s,
+            started,
+        }))
+    }
+
+    /// Checks the model's draft for a prepared question: the answer with its supported
+    /// citations, or a hand-off when nothing supported is left.
+    pub fn finish(&self, pending: Pending, generation: &Generation) -> Answer {
+        let Pending {
+            question,
+            conversation,
+            confidence,
+            sources,
+            system,
+            retrieval_s,
+            started,
+            ..
+        } = pending;
         let timings = AnswerTimings {
             retrieval_s,
             ttft_s: retrieval_s + generation.timings.ttft_s,
@@ -259,28 +321,22 @@ impl Assistant {
             generation.prompt_tokens,
             generation.timings.ttft_s
         );
-        if draft.is_empty() {
-            return Ok(self.hand_off(
-                question,
-                HandoffReason::NotInSources,
-                conversation,
-                confidence,
-                timings,
-                Some(draft),
-                sources,
-            ));
-        }
         let checked = citations::check(&draft, &sources);
-        if checked.cited.is_empty() {
-            return Ok(self.hand_off(
-                question,
-                HandoffReason::Unsupported,
+        if draft.is_empty() || checked.cited.is_empty() {
+            let reason = if draft.is_empty() {
+                HandoffReason::NotInSources
+            } else {
+                HandoffReason::Unsupported
+            };
+            return self.hand_off(
+                &question,
+                reason,
                 conversation,
                 confidence,
                 timings,
                 Some(draft),
                 sources,
-            ));
+            );
         }
         let citations = checked
             .cited
@@ -297,7 +353,8 @@ impl Assistant {
                 }
             })
             .collect();
-        Ok(Answer {
+        Answer {
+            question,
             answer: checked.text,
             handoff: false,
             confidence,
@@ -306,7 +363,26 @@ impl Assistant {
             timings,
             draft: Some(draft),
             sources,
-        })
+        }
+    }
+
+    /// The customer asked for a person outright (the widget's button): a hand-off with the
+    /// conversation so far, its last customer message as the question.
+    pub fn hand_off_on_request(&self, conversation: Vec<Turn>) -> Answer {
+        let question = conversation
+            .iter()
+            .rev()
+            .find(|t| t.role == "customer")
+            .map_or_else(|| "(no question yet)".to_string(), |t| t.text.clone());
+        self.hand_off(
+            &question,
+            HandoffReason::CustomerAsked,
+            conversation,
+            0.0,
+            AnswerTimings::default(),
+            None,
+            Vec::new(),
+        )
     }
 
     /// The hand-off answer; the ticket's candidates are the passages retrieved.
@@ -331,6 +407,7 @@ impl Assistant {
             })
             .collect();
         Answer {
+            question: question.to_string(),
             answer: self.persona.handoff_message.clone(),
             handoff: true,
             confidence,
@@ -339,6 +416,54 @@ impl Assistant {
             timings,
             draft,
             sources,
+        }
+    }
+}
+
+/// A knowledge base, a model and a persona, ready for questions one at a time.
+pub struct Assistant {
+    support: Support,
+    engine: Engine,
+}
+
+impl Assistant {
+    pub fn new(
+        searcher: Searcher,
+        engine: Engine,
+        persona: Persona,
+        settings: AnswerSettings,
+    ) -> Assistant {
+        Assistant {
+            support: Support::new(searcher, persona, settings),
+            engine,
+        }
+    }
+
+    pub fn persona(&self) -> &Persona {
+        &self.support.persona
+    }
+
+    pub fn settings(&self) -> &AnswerSettings {
+        &self.support.settings
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// Answers `question`; `history` is the conversation before it (for follow-ups and the
+    /// ticket).
+    pub fn ask(&mut self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+        match self.support.prepare(&self.engine, question, history)? {
+            Prepared::Done(answer) => Ok(answer),
+            Prepared::Generate(pending) => {
+                let generation = self.engine.generate(
+                    &pending.prompt,
+                    &self.support.settings.generate,
+                    &mut |_| {},
+                )?;
+                Ok(self.support.finish(pending, &generation))
+            }
         }
     }
 }

@@ -66,6 +66,10 @@ pub(super) struct AssistantArgs {
 }
 
 impl AssistantArgs {
+    pub(super) fn model(&self) -> &ModelArgs {
+        &self.model
+    }
+
     /// The settings, checked, and the persona (read before anything heavy loads).
     pub(super) fn settings(&self) -> anyhow::Result<(AnswerSettings, Persona)> {
         if self.sources == 0 {

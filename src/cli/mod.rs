@@ -9,6 +9,7 @@ mod generate;
 mod ingest;
 mod models;
 mod search;
+mod serve;
 mod stats;
 
 use clap::{Parser, Subcommand};
@@ -28,7 +29,8 @@ Examples:
   frontdesk bench --model qwen2.5-coder-0.5b --json
   frontdesk models
   frontdesk search \"How long does a refund take?\" --kb support
-  frontdesk eval retrieval --kb support --questions faq.jsonl";
+  frontdesk eval retrieval --kb support --questions faq.jsonl
+  frontdesk serve --kb support                 # API + chat widget on http://127.0.0.1:8080";
 
 #[derive(Debug, Parser)]
 #[command(name = "frontdesk", version, about = ABOUT, after_help = AFTER_HELP)]
@@ -64,6 +66,7 @@ enum Command {
     Models(models::ModelsArgs),
     Search(search::SearchArgs),
     Eval(eval::EvalArgs),
+    Serve(serve::ServeArgs),
     Stats(stats::StatsArgs),
 }
 
@@ -95,6 +98,7 @@ pub fn run() -> anyhow::Result<ExitCode> {
         Command::Models(args) => models::run(&ctx, args),
         Command::Search(args) => search::run(&ctx, args),
         Command::Eval(args) => eval::run(&ctx, args),
+        Command::Serve(args) => serve::run(&ctx, args),
         Command::Stats(args) => stats::run(&ctx, args),
     }
 }
