@@ -333,3 +333,82 @@ fn answers_are_audited_and_counted_and_eval_answers_scores_them() {
     assert_eq!(r["handoff_rate_unanswerable"], 1.0);
     assert_eq!(r["answer_f1"], 0.0);
 }
+
+/// The pages an answer stands on: its citations, or its ticket's candidates.
+fn pages(answer: &serde_json::Value) -> Vec<String> {
+    let cited = answer["citations"].as_array().unwrap().iter();
+    let candidates = answer["ticket"]["candidate_sources"]
+        .as_array()
+        .into_iter()
+        .flatten();
+    cited
+        .chain(candidates)
+        .map(|c| c["path"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn chat_with_a_knowledge_base_reads_a_follow_up_with_the_question_before_it() {
+    use std::io::Write;
+    use std::process::Stdio;
+    let mut child = frontdesk()
+        .arg("--data-dir")
+        .arg(data_dir())
+        .args(["chat", "--kb", "sample", "--json"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(
+            b"Can I return a jacket I bought three weeks ago?\nAnd how long does that take?\n",
+        )
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let answers: Vec<serde_json::Value> = stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert_eq!(answers.len(), 2, "{}", stdout(&out));
+    // Alone, "how long does that take?" finds the delivery-times page first; read with the
+    // question before it, it stays with returns.
+    let follow_up = pages(&answers[1]);
+    assert!(!follow_up.is_empty(), "{}", answers[1]);
+    assert!(
+        follow_up[0].starts_with("returns-and-refunds/"),
+        "{follow_up:?}"
+    );
+    if answers[1]["handoff"] == true {
+        let conversation = answers[1]["ticket"]["conversation"].as_array().unwrap();
+        assert_eq!(
+            conversation.len(),
+            3,
+            "both questions and the answer between"
+        );
+    }
+    let search = frontdesk()
+        .arg("--data-dir")
+        .arg(data_dir())
+        .args([
+            "search",
+            "And how long does that take?",
+            "--kb",
+            "sample",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    let alone: serde_json::Value = json(&search);
+    assert!(
+        !alone[0]["path"]
+            .as_str()
+            .unwrap()
+            .starts_with("returns-and-refunds/"),
+        "the follow-up alone must not find returns, or this test shows nothing: {alone}"
+    );
+}

@@ -141,15 +141,7 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     )?;
 
     if args.json {
-        let json = serde_json::json!({
-            "answer": answer.answer,
-            "handoff": answer.handoff,
-            "confidence": answer.confidence,
-            "citations": answer.citations,
-            "ticket": answer.ticket,
-            "timings": answer.timings,
-            "model": {"name": model_name, "file_sha256": model_sha256},
-        });
+        let json = answer_json(&answer, &model_name, &model_sha256);
         println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print_answer(&answer);
@@ -157,7 +149,24 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_answer(answer: &Answer) {
+/// DESIGN's `ask --json` object.
+pub(super) fn answer_json(
+    answer: &Answer,
+    model_name: &str,
+    model_sha256: &str,
+) -> serde_json::Value {
+    serde_json::json!({
+        "answer": answer.answer,
+        "handoff": answer.handoff,
+        "confidence": answer.confidence,
+        "citations": answer.citations,
+        "ticket": answer.ticket,
+        "timings": answer.timings,
+        "model": {"name": model_name, "file_sha256": model_sha256},
+    })
+}
+
+pub(super) fn print_answer(answer: &Answer) {
     println!("{}", answer.answer);
     if let Some(ticket) = &answer.ticket {
         println!("\nHand-off ticket: {}", ticket.summary);

@@ -1,38 +1,61 @@
-//! `frontdesk chat`: a multi-turn conversation with the model.
+//! `frontdesk chat`: a multi-turn conversation with the model, or with `--kb` a support
+//! conversation answered from a knowledge base.
 
-use super::common::{Context, ModelArgs, SamplingArgs};
+use super::ask::{answer_json, print_answer, AssistantArgs};
+use super::common::{Context, SamplingArgs};
+use crate::answer::audit::{AuditLog, ModelRecord};
+use crate::answer::handoff::Turn;
+use crate::answer::AnswerError;
 use crate::runtime::{Message, Role, RuntimeError};
 use clap::Args;
 use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
-/// Talk with the model, turn after turn.
+/// Talk with the model, turn after turn — or, with --kb, a support conversation.
 ///
 /// When standard input is a terminal you get a prompt ("> "); type /reset to start over and
 /// /exit (or Ctrl-D) to leave. Otherwise every line of standard input is one user message and
 /// each reply is printed followed by an empty line. The model remembers the conversation:
 /// earlier turns stay in its cache, so a follow-up costs only its own tokens.
 ///
+/// With --kb NAME every message is a customer's question answered from that knowledge base as
+/// `frontdesk ask` answers it (checked citations, or a hand-off with a ticket that carries the
+/// conversation); a follow-up such as "and how long does that take?" is searched together with
+/// the question before it. --json prints one JSON object per answer, one per line.
+///
 /// Examples:
 ///   frontdesk chat
 ///   printf 'Hi!\nWhat did I just say?\n' | frontdesk chat -m smollm2-135m --temperature 0
+///   frontdesk chat --kb support
+///   printf 'How do I return a jacket?\nAnd how long does that take?\n' | frontdesk chat --kb support --json
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct ChatArgs {
-    /// The system message that opens the conversation.
-    #[arg(long)]
+    /// The system message that opens the conversation (not with --kb).
+    #[arg(long, conflicts_with = "kb")]
     system: Option<String>,
 
+    /// Answer as the support assistant from this knowledge base (see `frontdesk ask`).
+    #[arg(long, value_name = "NAME")]
+    kb: Option<String>,
+
+    /// With --kb: print each answer as one line of JSON (the `ask --json` object).
+    #[arg(long, requires = "kb")]
+    json: bool,
+
     #[command(flatten)]
-    model: ModelArgs,
+    assistant: AssistantArgs,
 
     #[command(flatten)]
     sampling: SamplingArgs,
 }
 
 pub fn run(ctx: &Context, args: ChatArgs) -> anyhow::Result<ExitCode> {
+    if let Some(kb) = &args.kb {
+        return support_chat(ctx, &args, kb);
+    }
     let options = args.sampling.options()?;
-    let mut engine = args.model.load(ctx)?;
+    let mut engine = args.assistant.model().load(ctx)?;
     let interactive = std::io::stdin().is_terminal();
     let opening: Vec<Message> = args
         .system
@@ -90,6 +113,73 @@ pub fn run(ctx: &Context, args: ChatArgs) -> anyhow::Result<ExitCode> {
             }
             Err(e) => return Err(e.into()),
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chat --kb`: every line a customer message, answered from the knowledge base with the
+/// conversation so far.
+fn support_chat(ctx: &Context, args: &ChatArgs, kb: &str) -> anyhow::Result<ExitCode> {
+    let (settings, persona) = args.assistant.settings()?;
+    let (mut assistant, model_name, model_sha256) =
+        args.assistant.assistant(ctx, kb, settings, persona)?;
+    let audit = AuditLog::open(&ctx.data_dir)?;
+    let model = ModelRecord {
+        name: model_name.clone(),
+        sha256: model_sha256.clone(),
+    };
+    let interactive = std::io::stdin().is_terminal();
+    let mut history: Vec<Turn> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut lines = stdin.lock().lines();
+    loop {
+        if interactive {
+            print!("> ");
+            std::io::stdout().flush()?;
+        }
+        let Some(line) = lines.next() else { break };
+        let line = line?;
+        let text = line.trim();
+        if text.is_empty() {
+            continue;
+        }
+        if interactive {
+            match text {
+                "/exit" | "/quit" => break,
+                "/reset" => {
+                    history.clear();
+                    println!("(conversation cleared)");
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        let answer = match assistant.ask(text, &history) {
+            Ok(a) => a,
+            // A bad message ends a scripted session but not an interactive one.
+            Err(e @ (AnswerError::EmptyQuestion | AnswerError::QuestionTooLong { .. }))
+                if interactive =>
+            {
+                println!("({e})\n");
+                continue;
+            }
+            Err(e) => return Err(e.into()),
+        };
+        audit.record(kb, text, &answer, &model, assistant.settings())?;
+        if args.json {
+            println!("{}", answer_json(&answer, &model_name, &model_sha256));
+        } else {
+            print_answer(&answer);
+            println!();
+        }
+        history.push(Turn {
+            role: "customer",
+            text: text.to_string(),
+        });
+        history.push(Turn {
+            role: "assistant",
+            text: answer.answer,
+        });
     }
     Ok(ExitCode::SUCCESS)
 }
