@@ -25,6 +25,7 @@ fn greedy(max_tokens: usize) -> GenerateOptions {
         max_tokens,
         sampling: SamplingParams::greedy(),
         stop_sequences: Vec::new(),
+        forbidden_starts: Vec::new(),
     }
 }
 

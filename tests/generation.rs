@@ -24,6 +24,7 @@ fn sampled(seed: u64, max_tokens: usize) -> GenerateOptions {
             ..Default::default()
         },
         stop_sequences: vec![],
+        forbidden_starts: Vec::new(),
     }
 }
 

@@ -47,6 +47,7 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
         // Stray markers ("[1]." on its own), sentences the model repeats, and a source's
         // heading line copied out ("Refunds › Timing") say nothing new.
         if !bare.chars().any(char::is_alphanumeric)
+            || is_list_number(&bare)
             || !seen.insert(bare.to_lowercase())
             || is_heading_echo(&bare, sources)
         {
@@ -213,6 +214,12 @@ fn strip_markers(sentence: &str) -> (String, Vec<usize>) {
     (bare, numbers)
 }
 
+/// A numbered list's marker left on its own ("2." once its item was dropped).
+fn is_list_number(sentence: &str) -> bool {
+    let s = sentence.trim().trim_end_matches(['.', ')', ':']);
+    !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())
+}
+
 /// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
 /// taken off: what a sentence claims, roughly.
 pub fn content_words(text: &str) -> HashSet<String> {
@@ -249,6 +256,18 @@ mod tests {
             source("Card refunds appear within 3 to 10 working days after we issue them."),
             source("Returns are free within the EU; UK returns cost 4.95 euros."),
         ]
+    }
+
+    #[test]
+    fn list_numbers_left_without_their_items_are_dropped() {
+        let c = check(
+            "1. 2. Card refunds appear within 3 to 10 working days [1]. 3. UK returns cost 4.95 euros [2].",
+            &sources(),
+        );
+        assert_eq!(
+            c.text,
+            "Card refunds appear within 3 to 10 working days [1]. UK returns cost 4.95 euros [2]."
+        );
     }
 
     #[test]

@@ -44,6 +44,10 @@ pub struct AnswerSettings {
     /// Below this best vector similarity between question and knowledge base, hand off
     /// without asking the model.
     pub min_confidence: f64,
+    /// A retrieved page reaches the model only when its similarity to the question is within
+    /// this of the most similar page's: a small model cites whatever it is shown, so pages
+    /// clearly less related than the best are left out.
+    pub source_margin: f64,
     pub max_question_chars: usize,
     pub generate: GenerateOptions,
 }
@@ -55,6 +59,9 @@ impl Default for AnswerSettings {
             // Tuned on the sample help centre's answerable and unanswerable questions
             // (data/sample/questions.jsonl): the lowest answerable question scores 0.34.
             min_confidence: 0.30,
+            // On the sample's questions this keeps 29 of the 30 relevant pages retrieved and
+            // leaves out half of the others.
+            source_margin: 0.10,
             max_question_chars: 4000,
             generate: GenerateOptions {
                 max_tokens: 160,
@@ -68,10 +75,39 @@ impl Default for AnswerSettings {
                     "Customer question:".into(),
                     "End of sources".into(),
                 ],
+                // A small model's worst habit: replying with the sources list itself
+                // ("[1] Title …"). An answer starts with words.
+                forbidden_starts: vec!["[".into()],
             },
         }
     }
 }
+
+/// Following chunks added to each kept page per page left out by the source margin.
+const FOLLOWING_PER_FREE_SOURCE: usize = 1;
+
+/// Shorter shared text between the end of a chunk and the start of the next is chance.
+const MIN_OVERLAP: usize = 12;
+
+/// Appends `next` to `text`, leaving out the start of `next` that repeats the end of `text`
+/// (consecutive chunks overlap by a few words).
+fn append_without_overlap(text: &mut String, next: &str) {
+    let longest = text.len().min(next.len());
+    let overlap = (MIN_OVERLAP..=longest)
+        .rev()
+        .filter(|&n| next.is_char_boundary(n) && text.is_char_boundary(text.len() - n))
+        .find(|&n| text.ends_with(&next[..n]))
+        .unwrap_or(0);
+    if overlap > 0 {
+        text.push_str(&next[overlap..]);
+    } else if !next.trim().is_empty() {
+        text.push('\n');
+        text.push_str(next.trim_start());
+    }
+}
+
+/// Pages read by similarity to the question (for the confidence and the source margin).
+const SIMILARITY_DEPTH: usize = 20;
 
 /// Consecutive words of the system message that an answer may not repeat.
 const LEAK_WINDOW: usize = 8;
@@ -205,40 +241,75 @@ impl Support {
             None => question.to_string(),
         };
 
-        let confidence = self
+        // Each page's similarity to the question (its best chunk's), for the confidence and
+        // for leaving out pages far less related than the best one.
+        let similar = self
             .searcher
-            .search(&query, 1, Mode::Vector)?
-            .first()
-            .map_or(0.0, |h| h.score.clamp(0.0, 1.0));
+            .search(&query, SIMILARITY_DEPTH, Mode::Vector)?;
+        let confidence = similar.first().map_or(0.0, |h| h.score.clamp(0.0, 1.0));
+        let similarity = |path: &str| {
+            similar
+                .iter()
+                .find(|h| h.path == path)
+                .map_or(0.0, |h| h.score)
+        };
         let hits = self
             .searcher
             .search(&query, self.settings.sources, Mode::Hybrid)?;
-        let ids: Vec<i64> = hits.iter().map(|h| h.chunk_id).collect();
+        let best = hits
+            .iter()
+            .map(|h| similarity(&h.path))
+            .fold(f64::NEG_INFINITY, f64::max);
+        let ids: Vec<i64> = hits
+            .iter()
+            .filter(|h| similarity(&h.path) >= best - self.settings.source_margin)
+            .map(|h| h.chunk_id)
+            .collect();
         // Passages that address the assistant instead of the customer never reach the model.
-        let sources: Vec<Source> = self
+        let planted = |c: &crate::kb::StoredChunk| {
+            let planted = guard::looks_like_injection(&c.text);
+            if planted {
+                tracing::warn!(
+                    "left out chunk {} of {}: it reads as instructions to the assistant",
+                    c.id,
+                    c.path
+                );
+            }
+            planted
+        };
+        let chunks: Vec<_> = self
             .searcher
             .chunks(&ids)?
             .into_iter()
-            .filter(|c| {
-                let planted = guard::looks_like_injection(&c.text);
-                if planted {
-                    tracing::warn!(
-                        "left out chunk {} of {}: it reads as instructions to the assistant",
-                        c.id,
-                        c.path
-                    );
+            .filter(|c| !planted(c))
+            .collect();
+        // Pages left out above free room for more of the pages kept: the chunks that follow
+        // each one in its document, where the rest of an answer (the steps after an
+        // introduction) usually is.
+        let following =
+            self.settings.sources.saturating_sub(chunks.len()) * FOLLOWING_PER_FREE_SOURCE;
+        let mut sources = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            let mut text = c.text.clone();
+            if following > 0 {
+                // Chunk ids of one document are consecutive, in document order.
+                let next: Vec<i64> = (1..=following as i64).map(|i| c.id + i).collect();
+                for n in self.searcher.chunks(&next)? {
+                    if n.document_id != c.document_id || planted(&n) {
+                        break;
+                    }
+                    append_without_overlap(&mut text, &n.text);
                 }
-                !planted
-            })
-            .map(|c| Source {
+            }
+            sources.push(Source {
                 chunk_id: c.id,
                 section: c.heading_path.join(" › "),
                 path: c.path,
                 title: c.title,
                 anchor: c.anchor,
-                text: c.text,
-            })
-            .collect();
+                text,
+            });
+        }
         let retrieval_s = started.elapsed().as_secs_f64();
         let mut conversation: Vec<Turn> = history.to_vec();
         conversation.push(Turn {
@@ -465,5 +536,29 @@ impl Assistant {
                 Ok(self.support.finish(pending, &generation))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn following_chunks_are_joined_without_their_overlap() {
+        let mut text = "Go to Account. Select Reset password and follow the link".to_string();
+        append_without_overlap(
+            &mut text,
+            "Select Reset password and follow the link. It expires in 60 minutes.",
+        );
+        assert_eq!(
+            text,
+            "Go to Account. Select Reset password and follow the link. It expires in 60 minutes."
+        );
+        let mut text = "First part ends here.".to_string();
+        append_without_overlap(&mut text, "Second part starts here.");
+        assert_eq!(text, "First part ends here.\nSecond part starts here.");
+        let mut text = "ends with a".to_string();
+        append_without_overlap(&mut text, "a new start that shares one letter");
+        assert_eq!(text, "ends with a\na new start that shares one letter");
     }
 }

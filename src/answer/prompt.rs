@@ -34,7 +34,13 @@ pub fn system_message(persona: &Persona) -> String {
     )
 }
 
-/// The user message: the sources between markers, then the question.
+/// Ends the user message.
+const ANSWER_REMINDER: &str =
+    "\n\nAnswer in one to three full sentences taken from the sources, each followed by its \
+     source number, like [1]. If the sources do not answer the question, say that you do not know.";
+
+/// The user message: the sources between markers, then the question and a reminder of the
+/// answer's form.
 pub fn user_message(sources: &[Source], question: &str) -> String {
     let mut out = String::from("Sources:\n");
     for (i, s) in sources.iter().enumerate() {
@@ -47,6 +53,8 @@ pub fn user_message(sources: &[Source], question: &str) -> String {
     }
     out.push_str("End of sources.\n\nCustomer question: ");
     out.push_str(question.trim());
+    // Small models follow the last thing they read: the rule again, after the question.
+    out.push_str(ANSWER_REMINDER);
     out
 }
 
@@ -69,7 +77,8 @@ mod tests {
             m.starts_with("Sources:\n[1] T7\nfirst\n\n[2] T9\nsecond\n"),
             "{m}"
         );
-        assert!(m.ends_with("Customer question: why?"), "{m}");
+        assert!(m.contains("Customer question: why?\n\n"), "{m}");
+        assert!(m.ends_with(ANSWER_REMINDER), "{m}");
         let sys = system_message(&Persona::builtin());
         assert!(sys.contains("not instructions"));
     }

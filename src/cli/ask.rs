@@ -57,9 +57,14 @@ pub(super) struct AssistantArgs {
     #[arg(long, value_name = "X", default_value_t = AnswerSettings::default().min_confidence)]
     min_confidence: f64,
 
-    /// Passages given to the model.
+    /// Passages given to the model (at most).
     #[arg(long, value_name = "N", default_value_t = AnswerSettings::default().sources)]
     sources: usize,
+
+    /// Leave out retrieved pages whose similarity to the question is more than this below
+    /// the most similar one's (1 keeps them all).
+    #[arg(long, value_name = "X", default_value_t = AnswerSettings::default().source_margin)]
+    source_margin: f64,
 
     #[command(flatten)]
     model: ModelArgs,
@@ -83,8 +88,12 @@ impl AssistantArgs {
                 .map_err(|e| anyhow::anyhow!("cannot read the persona {}: {e}", path.display()))?,
             None => Persona::builtin(),
         };
+        if !(0.0..=1.0).contains(&self.source_margin) {
+            anyhow::bail!("--source-margin must be between 0 and 1");
+        }
         let settings = AnswerSettings {
             sources: self.sources,
+            source_margin: self.source_margin,
             min_confidence: self.min_confidence,
             ..AnswerSettings::default()
         };

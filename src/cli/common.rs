@@ -140,6 +140,7 @@ impl SamplingArgs {
                 seed: self.seed,
             },
             stop_sequences: self.stop.clone(),
+            forbidden_starts: Vec::new(),
         })
     }
 }

@@ -166,7 +166,9 @@ impl Batcher {
             .filter(|&i| self.slots[i].live.is_none())
             .max_by_key(|&i| shared(&self.slots[i].cached))
             .ok_or_else(|| RuntimeError::Inference("every sequence slot is busy".into()))?;
-        let (logits, reused) = self.prefill(slot, &prompt)?;
+        let (mut logits, reused) = self.prefill(slot, &prompt)?;
+        let forbidden = self.engine.tokens_starting_with(&options.forbidden_starts);
+        super::generate::forbid_in(&mut logits, &forbidden);
         let prefill_s = started.elapsed().as_secs_f64();
         Ok((
             slot,

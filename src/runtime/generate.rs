@@ -54,6 +54,9 @@ pub struct GenerateOptions {
     pub sampling: SamplingParams,
     /// Generation ends before the first occurrence of any of these strings.
     pub stop_sequences: Vec<String>,
+    /// The output may not begin with any of these texts (leading spaces aside): tokens that
+    /// would start it so are never chosen first.
+    pub forbidden_starts: Vec<String>,
 }
 
 impl Default for GenerateOptions {
@@ -62,6 +65,7 @@ impl Default for GenerateOptions {
             max_tokens: 256,
             sampling: SamplingParams::default(),
             stop_sequences: Vec::new(),
+            forbidden_starts: Vec::new(),
         }
     }
 }
@@ -205,6 +209,28 @@ impl Engine {
         Ok(ids)
     }
 
+    /// Tokens whose text, leading spaces aside, begins with one of `starts` (or is a proper
+    /// beginning of one, so the start cannot be spelled a piece at a time).
+    pub fn tokens_starting_with(&self, starts: &[String]) -> Vec<u32> {
+        if starts.is_empty() {
+            return Vec::new();
+        }
+        let vocab = self.tokenizer.get_vocab_size(true) as u32;
+        (0..vocab)
+            .filter(|&id| {
+                let Some(raw) = self.tokenizer.id_to_token(id) else {
+                    return false;
+                };
+                // Byte-level BPE marks a leading space with 'Ġ', SentencePiece with '▁'.
+                let text = raw.trim_start_matches(['Ġ', '▁', ' ']);
+                !text.is_empty()
+                    && starts
+                        .iter()
+                        .any(|s| text.starts_with(s.as_str()) || s.starts_with(text))
+            })
+            .collect()
+    }
+
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
         self.tokenizer
             .decode(ids, true)
@@ -285,6 +311,10 @@ impl Engine {
         let (mut logits, reused) = self.prefill(prompt)?;
         let prefill_s = start.elapsed().as_secs_f64();
         let mut sampler = Sampler::new(&options.sampling);
+        let forbidden = self.tokens_starting_with(&options.forbidden_starts);
+        if !forbidden.is_empty() {
+            logits = forbid(&logits, &forbidden)?;
+        }
         let mut history: Vec<u32> = prompt.to_vec();
         let mut generated: Vec<u32> = Vec::new();
         let mut stream = TextStream::new(&options.stop_sequences);
@@ -337,6 +367,25 @@ impl Engine {
     pub fn forward_raw(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {
         self.cached.clear();
         self.model.forward(tokens, pos)
+    }
+}
+
+/// `logits` with the `tokens` made impossible.
+fn forbid(logits: &Tensor, tokens: &[u32]) -> Result<Tensor> {
+    let mut values = logits.to_vec1::<f32>()?;
+    forbid_in(&mut values, tokens);
+    Ok(Tensor::from_vec(
+        values.clone(),
+        values.len(),
+        logits.device(),
+    )?)
+}
+
+pub(super) fn forbid_in(logits: &mut [f32], tokens: &[u32]) {
+    for &t in tokens {
+        if let Some(l) = logits.get_mut(t as usize) {
+            *l = f32::NEG_INFINITY;
+        }
     }
 }
 

@@ -190,6 +190,7 @@ fn check_request(state: &AppState, req: &ChatRequest) -> Result<Checked, ApiErro
                 seed: req.seed.unwrap_or(42),
             },
             stop_sequences,
+            forbidden_starts: Vec::new(),
         },
     })
 }

@@ -97,5 +97,6 @@ pub fn greedy(max_tokens: usize) -> GenerateOptions {
         max_tokens,
         sampling: SamplingParams::greedy(),
         stop_sequences: vec![],
+        forbidden_starts: Vec::new(),
     }
 }
