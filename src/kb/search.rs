@@ -11,8 +11,15 @@ use std::collections::{HashMap, HashSet};
 
 /// How deep each ranking is read before fusion and page merging (at least; more for large k).
 pub const CANDIDATES: usize = 50;
-/// The constant of reciprocal rank fusion: a document at rank r (from 1) scores 1 / (RRF_K + r).
-pub const RRF_K: f64 = 60.0;
+/// The constant of reciprocal rank fusion: a page at rank r (from 1) scores w / (RRF_K + r).
+/// Smaller than the customary 60, so the first ranks count for more: pages are few (k pages,
+/// not chunks) and the top of each ranking is where the answers are.
+pub const RRF_K: f64 = 20.0;
+/// The weights of the BM25 and vector rankings in the fusion: the vector ranking is the
+/// stronger one alone (recall@10 0.55 against 0.40 on the Python FAQ), so it counts more.
+/// With k = 20 this raised hybrid MRR@10 from 0.384 to 0.410 on the Python FAQ and from 0.852
+/// to 0.873 on the sample help centre's questions.
+pub const FUSION_WEIGHTS: [f64; 2] = [0.8, 1.0];
 /// Longest snippet, in characters.
 pub const SNIPPET_CHARS: usize = 200;
 
@@ -152,7 +159,7 @@ impl Searcher {
                     .into_iter()
                     .map(|c| (c.id, c.path))
                     .collect();
-                rrf_by_page(&[&bm25, &vector], RRF_K, |id| {
+                rrf_by_page(&[&bm25, &vector], &FUSION_WEIGHTS, RRF_K, |id| {
                     pages.get(&id).map(String::as_str)
                 })
             }
@@ -189,15 +196,16 @@ impl Searcher {
     }
 }
 
-/// Reciprocal rank fusion: each id scores the sum of 1 / (`k` + rank) over the rankings it
-/// appears in (rank from 1). Best first; equal scores keep the order in which ids were first
-/// met, reading the rankings rank by rank.
-pub fn rrf(rankings: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
+/// Weighted reciprocal rank fusion: each id scores the sum of weight / (`k` + rank) over the
+/// rankings it appears in (rank from 1; `weights[i]` for ranking i, 1 where none is given).
+/// Best first; equal scores keep the order in which ids were first met, reading the rankings
+/// rank by rank.
+pub fn rrf(rankings: &[&[i64]], weights: &[f64], k: f64) -> Vec<(i64, f64)> {
     let mut scores: HashMap<i64, f64> = HashMap::new();
     let mut order: Vec<i64> = Vec::new();
     let depth = rankings.iter().map(|r| r.len()).max().unwrap_or(0);
     for rank in 0..depth {
-        for ranking in rankings {
+        for (i, ranking) in rankings.iter().enumerate() {
             let Some(&id) = ranking.get(rank) else {
                 continue;
             };
@@ -205,7 +213,7 @@ pub fn rrf(rankings: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
                 order.push(id);
                 0.0
             });
-            *score += 1.0 / (k + (rank + 1) as f64);
+            *score += weights.get(i).copied().unwrap_or(1.0) / (k + (rank + 1) as f64);
         }
     }
     let mut fused: Vec<(i64, f64)> = order.into_iter().map(|id| (id, scores[&id])).collect();
@@ -220,6 +228,7 @@ pub fn rrf(rankings: &[&[i64]], k: f64) -> Vec<(i64, f64)> {
 /// no page are dropped.
 pub fn rrf_by_page<'a>(
     rankings: &[&[i64]],
+    weights: &[f64],
     k: f64,
     page: impl Fn(i64) -> Option<&'a str>,
 ) -> Vec<(i64, f64)> {
@@ -243,7 +252,7 @@ pub fn rrf_by_page<'a>(
         })
         .collect();
     let refs: Vec<&[i64]> = page_rankings.iter().map(Vec::as_slice).collect();
-    rrf(&refs, k)
+    rrf(&refs, weights, k)
 }
 
 /// Keeps the first item of each page (the input is best first), in order.
@@ -371,7 +380,7 @@ mod tests {
     fn rrf_fuses_two_rankings_in_the_expected_order() {
         // bm25: 1 2 3 4 ; vector: 3 1 5
         // 1: 1/61 + 1/62   3: 1/63 + 1/61   2: 1/62   5: 1/63   4: 1/64
-        let fused = rrf(&[&[1, 2, 3, 4], &[3, 1, 5]], 60.0);
+        let fused = rrf(&[&[1, 2, 3, 4], &[3, 1, 5]], &[], 60.0);
         let ids: Vec<i64> = fused.iter().map(|&(id, _)| id).collect();
         assert_eq!(ids, vec![1, 3, 2, 5, 4]);
         let expect1 = 1.0 / 61.0 + 1.0 / 62.0;
@@ -391,7 +400,7 @@ mod tests {
             4 => Some("c"),
             _ => None,
         };
-        let fused = rrf_by_page(&[&[3, 1, 4], &[2, 4, 3, 99]], 60.0, page);
+        let fused = rrf_by_page(&[&[3, 1, 4], &[2, 4, 3, 99]], &[], 60.0, page);
         let order: Vec<i64> = fused.iter().map(|&(id, _)| id).collect();
         // Page "a" is represented by its best chunk across both rankings, read rank by rank:
         // chunk 2 (vector rank 1) is met before chunk 1 (BM25 rank 2).
@@ -402,10 +411,13 @@ mod tests {
     #[test]
     fn rrf_ties_keep_first_met_order() {
         // 7 and 8 both score 1/61 + 1/62.
-        let fused = rrf(&[&[7, 8], &[8, 7]], 60.0);
+        let fused = rrf(&[&[7, 8], &[8, 7]], &[], 60.0);
         let ids: Vec<i64> = fused.iter().map(|&(id, _)| id).collect();
         assert_eq!(ids, vec![7, 8]);
-        assert!(rrf(&[], 60.0).is_empty());
+        assert!(rrf(&[], &[], 60.0).is_empty());
+        // A lighter ranking loses the tie it would otherwise win by being read first.
+        let weighted = rrf(&[&[7, 8], &[8, 7]], &[0.8, 1.0], 60.0);
+        assert_eq!(weighted[0].0, 8);
     }
 
     #[test]
