@@ -64,30 +64,16 @@ pub fn run(ctx: &Context, args: ChatArgs) -> anyhow::Result<ExitCode> {
         .collect();
     let mut messages = opening.clone();
     let stdout = std::io::stdout();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            print!("> ");
-            std::io::stdout().flush()?;
-        }
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if interactive {
-            match text {
-                "/exit" | "/quit" => break,
-                "/reset" => {
-                    messages = opening.clone();
-                    println!("(conversation cleared)");
-                    continue;
-                }
-                _ => {}
+    let mut input = Input::new(interactive);
+    while let Some(said) = input.next()? {
+        let text = match said {
+            Said::Message(text) => text,
+            Said::Reset => {
+                messages = opening.clone();
+                continue;
             }
-        }
+        };
+        let text = text.as_str();
         messages.push(Message::new(Role::User, text.to_string()));
         let prompt = engine.chat_prompt(&messages)?;
         let result = {
@@ -130,30 +116,16 @@ fn support_chat(ctx: &Context, args: &ChatArgs, kb: &str) -> anyhow::Result<Exit
     };
     let interactive = std::io::stdin().is_terminal();
     let mut history: Vec<Turn> = Vec::new();
-    let stdin = std::io::stdin();
-    let mut lines = stdin.lock().lines();
-    loop {
-        if interactive {
-            print!("> ");
-            std::io::stdout().flush()?;
-        }
-        let Some(line) = lines.next() else { break };
-        let line = line?;
-        let text = line.trim();
-        if text.is_empty() {
-            continue;
-        }
-        if interactive {
-            match text {
-                "/exit" | "/quit" => break,
-                "/reset" => {
-                    history.clear();
-                    println!("(conversation cleared)");
-                    continue;
-                }
-                _ => {}
+    let mut input = Input::new(interactive);
+    while let Some(said) = input.next()? {
+        let text = match said {
+            Said::Message(text) => text,
+            Said::Reset => {
+                history.clear();
+                continue;
             }
-        }
+        };
+        let text = text.as_str();
         let answer = match assistant.ask(text, &history) {
             Ok(a) => a,
             // A bad message ends a scripted session but not an interactive one.
@@ -182,4 +154,56 @@ fn support_chat(ctx: &Context, args: &ChatArgs, kb: &str) -> anyhow::Result<Exit
         });
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the person at the keyboard (or the script) said.
+enum Said {
+    Message(String),
+    /// `/reset` (interactive only): start the conversation over.
+    Reset,
+}
+
+/// Messages from standard input, one per non-empty line. On a terminal it shows a prompt and
+/// understands `/reset` and `/exit` (or `/quit`); a script's lines are all messages.
+struct Input {
+    lines: std::io::Lines<std::io::StdinLock<'static>>,
+    interactive: bool,
+}
+
+impl Input {
+    fn new(interactive: bool) -> Input {
+        Input {
+            lines: std::io::stdin().lock().lines(),
+            interactive,
+        }
+    }
+
+    /// The next message or command; `None` at the end of input or on `/exit`.
+    fn next(&mut self) -> std::io::Result<Option<Said>> {
+        loop {
+            if self.interactive {
+                print!("> ");
+                std::io::stdout().flush()?;
+            }
+            let Some(line) = self.lines.next() else {
+                return Ok(None);
+            };
+            let line = line?;
+            let text = line.trim();
+            if text.is_empty() {
+                continue;
+            }
+            if self.interactive {
+                match text {
+                    "/exit" | "/quit" => return Ok(None),
+                    "/reset" => {
+                        println!("(conversation cleared)");
+                        return Ok(Some(Said::Reset));
+                    }
+                    _ => {}
+                }
+            }
+            return Ok(Some(Said::Message(text.to_string())));
+        }
+    }
 }

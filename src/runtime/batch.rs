@@ -12,7 +12,9 @@
 //! requests then run one after another through the same interface.
 
 use super::error::{Result, RuntimeError};
-use super::generate::{Engine, GenerateOptions, Generation, StopReason, TextStream, Timings};
+use super::generate::{
+    shared_prefix, Engine, GenerateOptions, Generation, StopReason, TextStream, Timings,
+};
 use super::sampler::Sampler;
 use super::transformer::{BatchItem, KvCache};
 use candle_core::{Device, Tensor};
@@ -155,16 +157,9 @@ impl Batcher {
             });
         }
         // The free slot that already holds the longest part of this prompt.
-        let shared = |cached: &[u32]| {
-            cached
-                .iter()
-                .zip(&prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-        };
         let slot = (0..self.slots.len())
             .filter(|&i| self.slots[i].live.is_none())
-            .max_by_key(|&i| shared(&self.slots[i].cached))
+            .max_by_key(|&i| shared_prefix(&self.slots[i].cached, &prompt))
             .ok_or_else(|| RuntimeError::Inference("every sequence slot is busy".into()))?;
         let (mut logits, reused) = self.prefill(slot, &prompt)?;
         let forbidden = self.engine.tokens_starting_with(&options.forbidden_starts);
@@ -201,13 +196,7 @@ impl Batcher {
             return Ok((logits.to_vec1::<f32>()?, reused));
         };
         // Always feed at least one token: its logits are the result.
-        let common = slot
-            .cached
-            .iter()
-            .zip(prompt)
-            .take_while(|(a, b)| a == b)
-            .count()
-            .min(prompt.len() - 1);
+        let common = shared_prefix(&slot.cached, prompt).min(prompt.len() - 1);
         cache.truncate(common);
         slot.cached.truncate(common);
         let mut logits = Vec::new();

@@ -113,6 +113,9 @@ pub struct Engine {
     pub(super) batch_size: usize,
     /// The tokens whose KV state the model holds, in order from position 0.
     pub(super) cached: Vec<u32>,
+    /// The last `forbidden_starts` asked for and their tokens (a support prompt asks for the
+    /// same ones every time; finding them reads the whole vocabulary).
+    forbidden: Option<(Vec<String>, Vec<u32>)>,
     pub info: ModelInfo,
 }
 
@@ -169,6 +172,7 @@ impl Engine {
             bos,
             batch_size: options.batch_size.max(1),
             cached: Vec::new(),
+            forbidden: None,
             info,
         })
     }
@@ -211,12 +215,17 @@ impl Engine {
 
     /// Tokens whose text, leading spaces aside, begins with one of `starts` (or is a proper
     /// beginning of one, so the start cannot be spelled a piece at a time).
-    pub fn tokens_starting_with(&self, starts: &[String]) -> Vec<u32> {
+    pub fn tokens_starting_with(&mut self, starts: &[String]) -> Vec<u32> {
         if starts.is_empty() {
             return Vec::new();
         }
+        if let Some((asked, tokens)) = &self.forbidden {
+            if asked.as_slice() == starts {
+                return tokens.clone();
+            }
+        }
         let vocab = self.tokenizer.get_vocab_size(true) as u32;
-        (0..vocab)
+        let tokens: Vec<u32> = (0..vocab)
             .filter(|&id| {
                 let Some(raw) = self.tokenizer.id_to_token(id) else {
                     return false;
@@ -228,7 +237,9 @@ impl Engine {
                         .iter()
                         .any(|s| text.starts_with(s.as_str()) || s.starts_with(text))
             })
-            .collect()
+            .collect();
+        self.forbidden = Some((starts.to_vec(), tokens.clone()));
+        tokens
     }
 
     pub fn decode(&self, ids: &[u32]) -> Result<String> {
@@ -276,13 +287,7 @@ impl Engine {
             // Keep whatever prefix this prompt shares with what is cached (a conversation's
             // earlier turns, the fixed system prompt of every support answer), but always feed
             // at least one token: its logits are the result.
-            let common = self
-                .cached
-                .iter()
-                .zip(prompt)
-                .take_while(|(a, b)| a == b)
-                .count()
-                .min(prompt.len() - 1);
+            let common = shared_prefix(&self.cached, prompt).min(prompt.len() - 1);
             self.model.truncate(common)?;
             self.cached.truncate(common);
         } else {
@@ -368,6 +373,11 @@ impl Engine {
         self.cached.clear();
         self.model.forward(tokens, pos)
     }
+}
+
+/// How many leading tokens `a` and `b` have in common.
+pub(super) fn shared_prefix(a: &[u32], b: &[u32]) -> usize {
+    a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
 /// `logits` with the `tokens` made impossible.

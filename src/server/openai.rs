@@ -220,7 +220,7 @@ pub async fn chat_completions(
                 events,
             })
             .map_err(ApiError::from_refused)?;
-        let (answer, usage) = receive_answer(receiver, &state).await?;
+        let (answer, usage) = receive_answer(receiver).await?;
         let extension = answer_json(&state, &answer, None);
         let usage = usage_json(usage.prompt_tokens, usage.completion_tokens);
         if req.stream {
@@ -244,20 +244,9 @@ pub async fn chat_completions(
                 events.chain(std::iter::once("[DONE]".to_string())),
             )));
         }
-        return Ok(Json(json!({
-            "id": id,
-            "object": "chat.completion",
-            "created": unix_now(),
-            "model": req.model,
-            "choices": [{
-                "index": 0,
-                "message": {"role": "assistant", "content": answer.answer},
-                "finish_reason": "stop",
-            }],
-            "usage": usage,
-            "frontdesk": extension,
-        }))
-        .into_response());
+        let mut body = completion(&id, &req.model, &answer.answer, "stop", usage);
+        body["frontdesk"] = extension;
+        return Ok(Json(body).into_response());
     }
 
     if req.model != state.model_id {
@@ -294,19 +283,9 @@ pub async fn chat_completions(
             None => return Err(ApiError::internal("the model thread stopped")),
         }
     };
-    Ok(Json(json!({
-        "id": id,
-        "object": "chat.completion",
-        "created": unix_now(),
-        "model": req.model,
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": text},
-            "finish_reason": finish_reason(&generation),
-        }],
-        "usage": usage_json(generation.prompt_tokens, generation.tokens.len()),
-    }))
-    .into_response())
+    let usage = usage_json(generation.prompt_tokens, generation.tokens.len());
+    let body = completion(&id, &req.model, &text, finish_reason(&generation), usage);
+    Ok(Json(body).into_response())
 }
 
 /// `frontdesk-support` → the default knowledge base (`Some(None)`); `frontdesk-support:KB`
@@ -357,6 +336,22 @@ fn usage_json(prompt: usize, completion: usize) -> Value {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
+    })
+}
+
+/// A non-streamed `chat.completion` object.
+fn completion(id: &str, model: &str, content: &str, finish: &str, usage: Value) -> Value {
+    json!({
+        "id": id,
+        "object": "chat.completion",
+        "created": unix_now(),
+        "model": model,
+        "choices": [{
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": finish,
+        }],
+        "usage": usage,
     })
 }
 

@@ -4,6 +4,7 @@
 //! event with the checked answer, or an `error` event), `POST /api/handoff` (the customer
 //! asks for a person) and `GET /api/sources/{chunk_id}` (a cited passage).
 
+use super::auth::Caller;
 use super::error::ApiError;
 use super::worker::{Job, SupportEvent, Usage};
 use super::{parse_json, random_id, AppState};
@@ -58,7 +59,6 @@ pub fn answer_json(state: &AppState, answer: &Answer, conversation_id: Option<&s
 /// Waits for a support job's answer, passing over its draft.
 pub async fn receive_answer(
     mut receiver: mpsc::UnboundedReceiver<SupportEvent>,
-    _state: &AppState,
 ) -> Result<(Answer, Usage), ApiError> {
     loop {
         match receiver.recv().await {
@@ -95,7 +95,7 @@ pub async fn ask(
             events,
         })
         .map_err(ApiError::from_refused)?;
-    let (answer, _) = receive_answer(receiver, &state).await?;
+    let (answer, _) = receive_answer(receiver).await?;
     Ok(Json(answer_json(&state, &answer, None)))
 }
 
@@ -122,6 +122,36 @@ fn turns_of(message: &str, answer: &Answer) -> Vec<Turn> {
     ]
 }
 
+/// The conversation a request continues (its id, knowledge base and turns so far), or a new
+/// one on the knowledge base it names. A conversation belongs to the caller that started it and
+/// stays with its knowledge base.
+fn conversation(
+    state: &AppState,
+    caller: &Caller,
+    id: Option<&str>,
+    kb: Option<&str>,
+) -> Result<(String, String, Vec<Turn>), ApiError> {
+    let Some(id) = id else {
+        return Ok((random_id("c-"), state.kb_for(caller, kb)?, Vec::new()));
+    };
+    let found = state
+        .conversations
+        .lock()
+        .map_err(|_| ApiError::internal("conversation store poisoned"))?
+        .history(id, caller);
+    let (held, turns) = found.ok_or_else(|| {
+        ApiError::not_found(format!(
+            "no conversation '{id}' — start one without conversation_id"
+        ))
+    })?;
+    if kb.is_some_and(|k| k != held) {
+        return Err(ApiError::bad_request(
+            "a conversation stays with its knowledge base",
+        ));
+    }
+    Ok((id.to_string(), held, turns))
+}
+
 pub async fn chat(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
@@ -129,31 +159,12 @@ pub async fn chat(
 ) -> Result<Response, ApiError> {
     let caller = state.caller(&headers)?;
     let body: ChatBody = parse_json(body)?;
-    let (conversation_id, kb, history) = match &body.conversation_id {
-        Some(id) => {
-            let found = state
-                .conversations
-                .lock()
-                .map_err(|_| ApiError::internal("conversation store poisoned"))?
-                .history(id, &caller);
-            let (kb, turns) = found.ok_or_else(|| {
-                ApiError::not_found(format!(
-                    "no conversation '{id}' — start one without conversation_id"
-                ))
-            })?;
-            if body.kb.as_deref().is_some_and(|k| k != kb) {
-                return Err(ApiError::bad_request(
-                    "a conversation stays with its knowledge base",
-                ));
-            }
-            (id.clone(), kb, turns)
-        }
-        None => (
-            random_id("c-"),
-            state.kb_for(&caller, body.kb.as_deref())?,
-            Vec::new(),
-        ),
-    };
+    let (conversation_id, kb, history) = conversation(
+        &state,
+        &caller,
+        body.conversation_id.as_deref(),
+        body.kb.as_deref(),
+    )?;
     let (events, receiver) = mpsc::unbounded_channel();
     state
         .queue
@@ -167,7 +178,7 @@ pub async fn chat(
         .map_err(ApiError::from_refused)?;
 
     if !body.stream {
-        let (answer, _) = receive_answer(receiver, &state).await?;
+        let (answer, _) = receive_answer(receiver).await?;
         if let Ok(mut c) = state.conversations.lock() {
             c.append(
                 &conversation_id,
@@ -236,23 +247,12 @@ pub async fn handoff(
 ) -> Result<Json<Value>, ApiError> {
     let caller = state.caller(&headers)?;
     let body: HandoffBody = parse_json(body)?;
-    let (id, kb, conversation) = match &body.conversation_id {
-        Some(id) => {
-            let found = state
-                .conversations
-                .lock()
-                .map_err(|_| ApiError::internal("conversation store poisoned"))?
-                .history(id, &caller);
-            let (kb, turns) =
-                found.ok_or_else(|| ApiError::not_found(format!("no conversation '{id}'")))?;
-            (id.clone(), kb, turns)
-        }
-        None => (
-            random_id("c-"),
-            state.kb_for(&caller, body.kb.as_deref())?,
-            Vec::new(),
-        ),
-    };
+    let (id, kb, conversation) = conversation(
+        &state,
+        &caller,
+        body.conversation_id.as_deref(),
+        body.kb.as_deref(),
+    )?;
     let (reply, answer) = oneshot::channel();
     state
         .queue
