@@ -412,3 +412,32 @@ fn chat_with_a_knowledge_base_reads_a_follow_up_with_the_question_before_it() {
         "the follow-up alone must not find returns, or this test shows nothing: {alone}"
     );
 }
+
+/// Pages far less similar to the question than the best never reach the model: the ticket's
+/// candidates are the passages it would have seen, fewer with the default margin than with
+/// none.
+#[test]
+fn pages_much_less_similar_than_the_best_are_left_out() {
+    let question = "I want to talk to a person about deleting my account.";
+    let candidates = |extra: &[&str]| {
+        let mut args = vec![question, "--kb", "sample", "--json"];
+        args.extend_from_slice(extra);
+        let v = json(&ask(&args));
+        assert_eq!(v["handoff"], true, "{v}");
+        v["ticket"]["candidate_sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| c["path"].as_str().unwrap().to_string())
+            .collect::<Vec<_>>()
+    };
+    let all = candidates(&["--source-margin", "1"]);
+    let kept = candidates(&[]);
+    assert_eq!(all.len(), 3, "{all:?}");
+    assert!(
+        !kept.is_empty() && kept.len() < all.len(),
+        "{kept:?} of {all:?}"
+    );
+    assert_eq!(kept[0], "accounts/delete-your-account.md");
+    assert!(kept.iter().all(|p| all.contains(p)));
+}

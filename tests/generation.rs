@@ -227,3 +227,46 @@ fn gemma3_base_model_loads_and_continues_text() {
         .unwrap();
     assert!(g.text.contains("Thursday"), "{:?}", g.text);
 }
+
+/// `forbidden_starts`: the model, told to open with a bracket, cannot; on the engine and in a
+/// batch alike. Without the rule it does (checked first, so the test shows something).
+#[test]
+fn an_output_never_begins_with_a_forbidden_text() {
+    use frontdesk::runtime::batch::{Batcher, Event, Request};
+    let mut engine = common::load("qwen2.5-coder-0.5b");
+    let prompt = chat(
+        &engine,
+        "Reply with exactly this and nothing else: [1] Refunds take 5 days.",
+    );
+    let free = common::greedy(12);
+    let plain = engine.generate(&prompt, &free, &mut |_| {}).unwrap();
+    assert!(plain.text.trim_start().starts_with('['), "{}", plain.text);
+
+    let ruled = GenerateOptions {
+        forbidden_starts: vec!["[".into()],
+        ..common::greedy(12)
+    };
+    let tokens = engine.tokens_starting_with(&ruled.forbidden_starts);
+    assert!(!tokens.is_empty());
+    let text = engine.generate(&prompt, &ruled, &mut |_| {}).unwrap().text;
+    assert!(!text.trim_start().starts_with('['), "{text}");
+    assert!(!text.trim().is_empty());
+
+    let mut batcher = Batcher::new(engine, 2);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let sink = Box::new(move |e: Event| {
+        if let Event::Done(g) = e {
+            let _ = tx.send(g.text);
+        }
+        true
+    });
+    let request = Request {
+        prompt,
+        options: ruled,
+        deadline: None,
+    };
+    assert!(batcher.start(request, sink));
+    while batcher.step() {}
+    let batched = rx.recv().unwrap();
+    assert_eq!(batched, text, "batched and alone agree");
+}
