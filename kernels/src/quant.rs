@@ -361,6 +361,10 @@ impl QMatrix {
         x: &Activations,
         out: &mut [f32],
     ) -> Result<(), ShapeError> {
+        matmul_each_with(path, &mut [(self, out)], x)
+    }
+
+    fn check_product(&self, x: &Activations, out: &[f32]) -> Result<(), ShapeError> {
         if x.cols != self.cols {
             return Err(ShapeError::Inner {
                 left: x.cols,
@@ -373,43 +377,32 @@ impl QMatrix {
                 found: out.len(),
             });
         }
-        if x.n == 0 || self.rows == 0 {
-            return Ok(());
-        }
-        if !self.ty.is_quantized() {
-            self.dense_matmul(x, out);
-            return Ok(());
-        }
-        let path = if path.supported() {
-            path
-        } else {
-            QuantPath::Scalar
-        };
-        // Row blocks are split across the thread pool; each task writes its own columns of
-        // every output row.
-        let groups = self.groups();
-        let threads = rayon::current_num_threads().max(1);
-        let per_task = groups.div_ceil(threads * 4).max(1);
-        let out_ptr = SendPtr(out.as_mut_ptr());
-        (0..groups.div_ceil(per_task))
-            .into_par_iter()
-            .for_each(|task| {
-                let g0 = task * per_task;
-                let g1 = (g0 + per_task).min(groups);
-                let out = out_ptr;
-                match path {
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: `supported` checked the CPU; shapes were checked above; tasks write
-                    // disjoint columns.
-                    QuantPath::Avx512Vnni => unsafe { x86::matmul_vnni(self, x, out.0, g0, g1) },
-                    #[cfg(target_arch = "x86_64")]
-                    // SAFETY: as above.
-                    QuantPath::Avx2 => unsafe { x86::matmul_avx2(self, x, out.0, g0, g1) },
-                    // SAFETY: as above.
-                    _ => unsafe { self.matmul_scalar(x, out.0, g0, g1) },
-                }
-            });
         Ok(())
+    }
+
+    /// Row blocks `g0..g1` of `out = x · Wᵀ` on `path` (which this CPU supports).
+    ///
+    /// # Safety
+    /// Shapes checked by `check_product`; `out` holds `x.n × self.rows` values and no other
+    /// task writes these row blocks.
+    unsafe fn matmul_blocks(
+        &self,
+        path: QuantPath,
+        x: &Activations,
+        out: *mut f32,
+        g0: usize,
+        g1: usize,
+    ) {
+        match path {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the caller checked the CPU and the shapes.
+            QuantPath::Avx512Vnni => unsafe { x86::matmul_vnni(self, x, out, g0, g1) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above.
+            QuantPath::Avx2 => unsafe { x86::matmul_avx2(self, x, out, g0, g1) },
+            // SAFETY: as above.
+            _ => unsafe { self.matmul_scalar(x, out, g0, g1) },
+        }
     }
 
     fn dense_matmul(&self, x: &Activations, out: &mut [f32]) {
@@ -487,6 +480,67 @@ impl QMatrix {
 }
 
 /// Writes row `r`'s 32 values `q` into a packed block.
+/// `out_i = x · W_iᵀ` for several matrices that read the same activations (a layer's query,
+/// key and value projections; its gate and up projections), with the fastest path.
+pub fn matmul_each(
+    products: &mut [(&QMatrix, &mut [f32])],
+    x: &Activations,
+) -> Result<(), ShapeError> {
+    matmul_each_with(QuantPath::best(), products, x)
+}
+
+/// `matmul_each` on a chosen path. The row blocks of all the matrices are split across the
+/// thread pool in one parallel region: generation runs a few hundred products per token, and
+/// small ones (a 256-row key projection) alone would leave threads idle or waiting.
+pub fn matmul_each_with(
+    path: QuantPath,
+    products: &mut [(&QMatrix, &mut [f32])],
+    x: &Activations,
+) -> Result<(), ShapeError> {
+    for (m, out) in products.iter() {
+        m.check_product(x, out)?;
+    }
+    if x.n == 0 {
+        return Ok(());
+    }
+    let path = if path.supported() {
+        path
+    } else {
+        QuantPath::Scalar
+    };
+    let mut tasks: Vec<(usize, usize, usize)> = Vec::new();
+    let quantized: usize = products
+        .iter()
+        .filter(|(m, _)| m.ty.is_quantized())
+        .map(|(m, _)| m.groups())
+        .sum();
+    let threads = rayon::current_num_threads().max(1);
+    let per_task = quantized.div_ceil(threads * 4).max(1);
+    for (i, (m, out)) in products.iter_mut().enumerate() {
+        if !m.ty.is_quantized() {
+            m.dense_matmul(x, out);
+            continue;
+        }
+        let groups = m.groups();
+        tasks.extend(
+            (0..groups)
+                .step_by(per_task)
+                .map(|g0| (i, g0, (g0 + per_task).min(groups))),
+        );
+    }
+    let outs: Vec<(&QMatrix, SendPtr)> = products
+        .iter_mut()
+        .map(|(m, out)| (&**m, SendPtr(out.as_mut_ptr())))
+        .collect();
+    tasks.into_par_iter().for_each(|(i, g0, g1)| {
+        let (m, out) = (outs[i].0, outs[i].1);
+        // SAFETY: `path` is supported; shapes were checked above; tasks write disjoint row
+        // blocks of their own matrix's output.
+        unsafe { m.matmul_blocks(path, x, out.0, g0, g1) }
+    });
+    Ok(())
+}
+
 fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
     for (k, &v) in q.iter().enumerate() {
         let (j, t) = (k / 4, k % 4);
@@ -523,7 +577,7 @@ fn unpack_value(bits: u32, block: &[u8], r: usize, k: usize) -> u8 {
 
 #[derive(Clone, Copy)]
 struct SendPtr(*mut f32);
-// SAFETY: tasks write disjoint elements through it (see `matmul_with`).
+// SAFETY: tasks write disjoint elements through it (see `matmul_each_with`).
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 

@@ -1,7 +1,9 @@
 //! `frontdesk bench`: prompt-processing and generation throughput, llama-bench style.
 
 use super::common::{Context, ModelArgs};
-use crate::runtime::bench::{peak_rss_mb, summarize, time_generation, time_prompt, BenchResult};
+use crate::runtime::bench::{
+    memory_read_gb_s, peak_rss_mb, summarize, time_generation, time_prompt, BenchResult,
+};
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -12,10 +14,13 @@ use std::time::Instant;
 /// tgN: N tokens generated one at a time from an empty cache.
 /// Each test runs once to warm up, then --repetitions times; the table shows mean ± standard
 /// deviation. Compare against llama.cpp with scripts/bench-vs-llamacpp.
+/// --memory-bound also measures this machine's memory read bandwidth: generation reads every
+/// weight once per token, so bandwidth / bytes per token is the fastest it can be.
 ///
 /// Examples:
 ///   frontdesk bench
 ///   frontdesk bench -m smollm2-135m -p 512 -n 128 -r 3 --json
+///   frontdesk bench -m qwen2.5-coder-1.5b -p 0 -n 128 --memory-bound
 #[derive(Debug, Args)]
 #[command(verbatim_doc_comment)]
 pub struct BenchArgs {
@@ -46,6 +51,11 @@ pub struct BenchArgs {
     /// Print one JSON object instead of a table.
     #[arg(long)]
     json: bool,
+
+    /// Also measure memory read bandwidth (a 1 GiB buffer) and report generation as a share
+    /// of the bound it sets.
+    #[arg(long)]
+    memory_bound: bool,
 
     #[command(flatten)]
     model: ModelArgs,
@@ -86,6 +96,13 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
     }
     let peak = peak_rss_mb();
     let features = frontdesk_kernels::cpu::CpuFeatures::detect();
+    let bytes_per_token = engine.weight_bytes_per_token();
+    let bandwidth = args.memory_bound.then(|| memory_read_gb_s(1 << 30, 5));
+    // Tokens per second if generation did nothing but read the weights at full bandwidth.
+    let bound = match (bandwidth, bytes_per_token) {
+        (Some(gb_s), Some(bytes)) if bytes > 0 => Some(gb_s * 1e9 / bytes as f64),
+        _ => None,
+    };
 
     if args.json {
         let json = serde_json::json!({
@@ -98,6 +115,9 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
             "load_s": load_s,
             "peak_rss_mb": peak,
             "cpu_features": features.to_string(),
+            "weight_bytes_per_token": bytes_per_token,
+            "memory_read_gb_s": bandwidth,
+            "tg_memory_bound_tok_per_s": bound,
             "results": results,
         });
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -112,13 +132,32 @@ pub fn run(ctx: &Context, args: BenchArgs) -> anyhow::Result<ExitCode> {
                 .unwrap_or_else(|| "unknown".into())
         );
         println!("cpu: {features}");
+        if let Some(gb_s) = bandwidth {
+            match (bytes_per_token, bound) {
+                (Some(bytes), Some(b)) => println!(
+                    "memory: {gb_s:.1} GB/s read; a token reads {:.0} MB of weights: \
+                     generation is bounded near {b:.1} tok/s",
+                    bytes as f64 / 1e6
+                ),
+                _ => println!("memory: {gb_s:.1} GB/s read"),
+            }
+        }
         println!(
             "{:<8} {:>8} {:>22} {:>5}",
             "test", "tokens", "tok/s", "runs"
         );
         for r in &results {
+            let share = bound
+                .filter(|_| r.test.starts_with("tg"))
+                .map(|b| {
+                    format!(
+                        "  {:.0} % of the memory bound",
+                        100.0 * r.tok_per_s_mean / b
+                    )
+                })
+                .unwrap_or_default();
             println!(
-                "{:<8} {:>8} {:>13.2} ± {:<6.2} {:>5}",
+                "{:<8} {:>8} {:>13.2} ± {:<6.2} {:>5}{share}",
                 r.test, r.n_tokens, r.tok_per_s_mean, r.tok_per_s_stddev, r.runs
             );
         }

@@ -70,6 +70,26 @@ pub fn summarize(test: String, n_tokens: usize, seconds: &[f64]) -> BenchResult 
     }
 }
 
+/// Memory read bandwidth in GB/s with the thread pool: the best of `passes` parallel reads
+/// of a buffer of `bytes` (far larger than any cache). Generation reads every weight once per
+/// token, so this over the bytes a token reads bounds tokens per second.
+pub fn memory_read_gb_s(bytes: usize, passes: usize) -> f64 {
+    use rayon::prelude::*;
+    // Non-zero values: pages are really allocated, not the shared zero page.
+    let buffer = vec![1u64; (bytes / 8).max(1 << 16)];
+    let mut best = f64::INFINITY;
+    for _ in 0..passes.max(1) {
+        let start = Instant::now();
+        let sum: u64 = buffer
+            .par_chunks(1 << 17)
+            .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
+            .sum();
+        best = best.min(start.elapsed().as_secs_f64());
+        std::hint::black_box(sum);
+    }
+    (buffer.len() * 8) as f64 / best.max(1e-9) / 1e9
+}
+
 /// Peak resident memory of this process in MB (Linux), from `VmHWM`.
 pub fn peak_rss_mb() -> Option<f64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -88,6 +108,13 @@ mod tests {
         assert_eq!(r.samples_tok_per_s, vec![4.0, 2.0]);
         assert!((r.tok_per_s_mean - 3.0).abs() < 1e-12);
         assert!((r.tok_per_s_stddev - 2f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn memory_bandwidth_is_measured() {
+        // A real figure, not a constant: more than a slow disk, less than any cache.
+        let gb_s = memory_read_gb_s(64 << 20, 2);
+        assert!(gb_s > 0.5 && gb_s < 2_000.0, "{gb_s} GB/s");
     }
 
     #[test]

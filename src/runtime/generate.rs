@@ -367,6 +367,11 @@ impl Engine {
         })
     }
 
+    /// Bytes of weights one generated token reads (own transformer only).
+    pub fn weight_bytes_per_token(&self) -> Option<usize> {
+        self.model.weight_bytes_per_token()
+    }
+
     /// Feeds tokens with no sampling, from position `pos` (0 starts a new sequence): the
     /// benchmark's view of the model.
     pub fn forward_raw(&mut self, tokens: &[u32], pos: usize) -> Result<Tensor> {

@@ -141,6 +141,14 @@ impl Model {
         Ok(logits.squeeze(0)?.to_dtype(DType::F32)?)
     }
 
+    /// Bytes of weights a decoding step reads, when the own transformer runs the model.
+    pub fn weight_bytes_per_token(&self) -> Option<usize> {
+        match &self.weights {
+            Weights::Own(t) => Some(t.weight_bytes_per_token()),
+            _ => None,
+        }
+    }
+
     /// The backend running this model.
     pub fn backend(&self) -> Backend {
         match self.weights {

@@ -11,7 +11,7 @@
 use super::error::{Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile, RawTensor};
 use frontdesk_kernels::ggml::{self, GgmlType};
-use frontdesk_kernels::quant::{Activations, QMatrix};
+use frontdesk_kernels::quant::{matmul_each, Activations, QMatrix};
 use frontdesk_kernels::vector;
 use half::f16;
 use half::slice::HalfFloatSliceExt;
@@ -495,6 +495,23 @@ impl Transformer {
     }
 
     /// Positions held in the KV cache.
+    /// Bytes of weights one decoding step reads: every layer's matrices and the output
+    /// projection (the embedding table gives one row per token). Divided into the machine's
+    /// memory bandwidth, the fastest generation can be.
+    pub fn weight_bytes_per_token(&self) -> usize {
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| {
+                [&l.wq, &l.wk, &l.wv, &l.wo, &l.gate, &l.up, &l.down]
+                    .iter()
+                    .map(|m| m.bytes())
+                    .sum::<usize>()
+            })
+            .sum();
+        layers + self.output.bytes()
+    }
+
     pub fn cached_len(&self) -> usize {
         self.cache.len
     }
@@ -538,6 +555,13 @@ impl Transformer {
     /// RoPE positions, the KV cache and attention stay each sequence's own. Returns the logits
     /// of each item's last token, `items.len() × vocab`, in item order.
     pub fn forward_batch(&mut self, items: &mut [BatchItem<'_>]) -> Result<&[f32]> {
+        // A step runs a few hundred parallel products. Run from a pool worker, each is a
+        // fork-join the other workers steal from while still spinning; run from outside the
+        // pool, each would be injected into it and park the calling thread until done.
+        rayon::scope(|_| self.forward_batch_on_worker(items))
+    }
+
+    fn forward_batch_on_worker(&mut self, items: &mut [BatchItem<'_>]) -> Result<&[f32]> {
         let c = self.config;
         if items.is_empty() {
             return Err(inference("no sequences to feed"));
@@ -588,9 +612,15 @@ impl Transformer {
             // Attention block: x += Wo · attention(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), …).
             rms_norm_rows(&s.x, &layer.attn_norm, c.eps, &mut s.xn);
             s.act.quantize(&s.xn, t, dim).map_err(inference)?;
-            layer.wq.matmul(&s.act, &mut s.q).map_err(inference)?;
-            layer.wk.matmul(&s.act, &mut s.k).map_err(inference)?;
-            layer.wv.matmul(&s.act, &mut s.v).map_err(inference)?;
+            matmul_each(
+                &mut [
+                    (&layer.wq, &mut s.q[..]),
+                    (&layer.wk, &mut s.k[..]),
+                    (&layer.wv, &mut s.v[..]),
+                ],
+                &s.act,
+            )
+            .map_err(inference)?;
             if let Some([bq, bk, bv]) = &layer.bias {
                 add_rows(&mut s.q, bq);
                 add_rows(&mut s.k, bk);
@@ -636,8 +666,11 @@ impl Transformer {
             // Feed-forward block: x += W_down · (silu(W_gate · n(x)) ⊙ W_up · n(x)).
             rms_norm_rows(&s.x, &layer.ffn_norm, c.eps, &mut s.xn);
             s.act.quantize(&s.xn, t, dim).map_err(inference)?;
-            layer.gate.matmul(&s.act, &mut s.gate).map_err(inference)?;
-            layer.up.matmul(&s.act, &mut s.up).map_err(inference)?;
+            matmul_each(
+                &mut [(&layer.gate, &mut s.gate[..]), (&layer.up, &mut s.up[..])],
+                &s.act,
+            )
+            .map_err(inference)?;
             silu_mul(&mut s.gate, &s.up);
             s.act.quantize(&s.gate, t, ffn).map_err(inference)?;
             layer.down.matmul(&s.act, &mut s.proj).map_err(inference)?;
