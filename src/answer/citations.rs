@@ -1,6 +1,7 @@
 //! Citations are checked, not trusted. Each sentence's `[n]` markers must name a source that
 //! was in the prompt, and that source must support the sentence: most of the sentence's
-//! content words occur in it. Unsupported markers are dropped. A sentence the model left
+//! content words occur in it, and every figure it gives. Unsupported markers are dropped, and
+//! a sentence with a figure that no source gives is not shown at all. A sentence the model left
 //! uncited gets the source that supports it best, when one does. An answer left with no
 //! supported citation is no answer.
 
@@ -33,6 +34,10 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
         .iter()
         .map(|s| content_words(&format!("{} {} {}", s.title, s.section, s.text)))
         .collect();
+    let source_figures: Vec<HashSet<Figure>> = sources
+        .iter()
+        .map(|s| figures(&format!("{} {} {}", s.title, s.section, s.text)))
+        .collect();
     let mut out = Checked {
         text: String::new(),
         cited: Vec::new(),
@@ -54,10 +59,23 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
             continue;
         }
         let words = content_words(&bare);
+        // A figure the sources do not give ("within 7 days" where they say 14, and 7 only
+        // in "7 years") is the costliest thing a small model gets wrong. Cited or not, a
+        // sentence with a figure that no source gives is not shown.
+        let claimed = figures(&bare);
+        let gives = |n: usize| claimed.iter().all(|f| source_figures[n].contains(f));
+        if !(0..sources.len()).any(gives) && !claimed.is_empty() {
+            out.dropped += markers.len();
+            continue;
+        }
         let support = |n: usize| -> f64 {
             // "Yes [1]." claims nothing a source could be checked against: its marker goes,
             // so an answer made only of such sentences has no supported citation.
             if words.len() < MIN_CLAIM_WORDS {
+                return 0.0;
+            }
+            // Nor does a source support a figure it does not give, however many words match.
+            if !gives(n - 1) {
                 return 0.0;
             }
             let found = words
@@ -222,6 +240,32 @@ fn is_list_number(sentence: &str) -> bool {
 
 /// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
 /// taken off: what a sentence claims, roughly.
+/// A number with the word after it, when a word follows ("14 days"): the unit is part of
+/// the claim. Plural `s` dropped, so "14-day" and "14 days" are the same figure.
+type Figure = (String, Option<String>);
+
+fn figures(text: &str) -> HashSet<Figure> {
+    let tokens: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    let unit = |w: &String| {
+        let w = w.strip_suffix('s').filter(|s| s.len() >= 2).unwrap_or(w);
+        w.to_string()
+    };
+    let mut out = HashSet::new();
+    for (i, t) in tokens.iter().enumerate() {
+        if t.chars().all(|c| c.is_ascii_digit()) {
+            let next = tokens
+                .get(i + 1)
+                .filter(|w| w.chars().all(char::is_alphabetic));
+            out.insert((t.clone(), next.map(unit)));
+        }
+    }
+    out
+}
+
 pub fn content_words(text: &str) -> HashSet<String> {
     text.split(|c: char| !c.is_alphanumeric())
         .filter(|w| {
@@ -268,6 +312,30 @@ mod tests {
             c.text,
             "Card refunds appear within 3 to 10 working days [1]. UK returns cost 4.95 euros [2]."
         );
+    }
+
+    #[test]
+    fn a_figure_the_source_does_not_give_is_unsupported() {
+        // Every other word matches the source; only the number is wrong.
+        let c = check(
+            "Card refunds appear within 7 working days [1]. UK returns cost 4.95 euros [2].",
+            &sources(),
+        );
+        assert_eq!(c.cited, vec![2]);
+        assert_eq!(c.dropped, 1);
+        assert_eq!(c.text, "UK returns cost 4.95 euros [2].");
+        // A figure one source gives does not make another source support it (the claim goes
+        // to the source that gives it), and a figure is its number with its unit: "3 days" is
+        // not in "3 to 10 working days".
+        let c = check("UK returns cost 4.95 euros [1].", &sources());
+        assert_eq!((c.cited, c.dropped, c.attributed), (vec![2], 1, 1));
+        let c = check("Card refunds appear within 3 days [1].", &sources());
+        assert!(c.cited.is_empty() && c.text.is_empty(), "{c:?}");
+        let c = check(
+            "Card refunds appear within 3 to 10 working days [1].",
+            &sources(),
+        );
+        assert_eq!(c.cited, vec![1]);
     }
 
     #[test]

@@ -525,13 +525,25 @@ impl Assistant {
     /// Answers `question`; `history` is the conversation before it (for follow-ups and the
     /// ticket).
     pub fn ask(&mut self, question: &str, history: &[Turn]) -> Result<Answer, AnswerError> {
+        self.ask_streaming(question, history, &mut |_| {})
+    }
+
+    /// `ask`, with the model's draft passed to `on_draft` piece by piece as it is written.
+    /// The draft is not the answer: the answer is the draft after its citations are checked,
+    /// or a hand-off.
+    pub fn ask_streaming(
+        &mut self,
+        question: &str,
+        history: &[Turn],
+        on_draft: &mut dyn FnMut(&str),
+    ) -> Result<Answer, AnswerError> {
         match self.support.prepare(&self.engine, question, history)? {
             Prepared::Done(answer) => Ok(answer),
             Prepared::Generate(pending) => {
                 let generation = self.engine.generate(
                     &pending.prompt,
                     &self.support.settings.generate,
-                    &mut |_| {},
+                    on_draft,
                 )?;
                 Ok(self.support.finish(pending, &generation))
             }

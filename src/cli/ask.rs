@@ -136,7 +136,10 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
     settings.check_question(&question)?;
     let (mut assistant, model_name, model_sha256) =
         args.assistant.assistant(ctx, &args.kb, settings, persona)?;
-    let answer = assistant.ask(&question, &[])?;
+    let mut draft = DraftView::new(!args.json);
+    let answer = assistant.ask_streaming(&question, &[], &mut |piece| draft.push(piece));
+    draft.clear();
+    let answer = answer?;
     let audit = AuditLog::open(&ctx.data_dir)?;
     audit.record(
         &args.kb,
@@ -156,6 +159,60 @@ pub fn run(ctx: &Context, args: AskArgs) -> anyhow::Result<ExitCode> {
         print_answer(&answer);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The model's draft, shown dimmed on the terminal (stderr) while it is written, then erased
+/// for the checked answer: the customer sees progress at once, but only checked text stays.
+/// Off when stderr is not a terminal or the output is JSON.
+pub(super) struct DraftView {
+    term: console::Term,
+    shown: String,
+    on: bool,
+}
+
+impl DraftView {
+    pub(super) fn new(wanted: bool) -> DraftView {
+        let term = console::Term::stderr();
+        let on = wanted && term.is_term();
+        DraftView {
+            term,
+            shown: String::new(),
+            on,
+        }
+    }
+
+    pub(super) fn push(&mut self, piece: &str) {
+        if !self.on {
+            return;
+        }
+        self.shown.push_str(piece);
+        // A terminal that stops taking output ends the view, not the answer.
+        if self
+            .term
+            .write_str(&console::style(piece).dim().to_string())
+            .is_err()
+        {
+            self.on = false;
+        }
+    }
+
+    /// Erases the rows the draft took (its lines, wrapped at the terminal's width).
+    pub(super) fn clear(&mut self) {
+        if !self.on || self.shown.is_empty() {
+            return;
+        }
+        let width = usize::from(self.term.size().1).max(1);
+        let rows: usize = self
+            .shown
+            .split('\n')
+            .map(|line| console::measure_text_width(line).div_ceil(width).max(1))
+            .sum();
+        let _ = self.term.clear_line();
+        if rows > 1 {
+            let _ = self.term.clear_last_lines(rows - 1);
+        }
+        self.shown.clear();
+    }
 }
 
 /// DESIGN's `ask --json` object.

@@ -1,7 +1,7 @@
 //! `frontdesk chat`: a multi-turn conversation with the model, or with `--kb` a support
 //! conversation answered from a knowledge base.
 
-use super::ask::{answer_json, print_answer, AssistantArgs};
+use super::ask::{answer_json, print_answer, AssistantArgs, DraftView};
 use super::common::{Context, SamplingArgs};
 use crate::answer::audit::{AuditLog, ModelRecord};
 use crate::answer::handoff::Turn;
@@ -126,7 +126,10 @@ fn support_chat(ctx: &Context, args: &ChatArgs, kb: &str) -> anyhow::Result<Exit
             }
         };
         let text = text.as_str();
-        let answer = match assistant.ask(text, &history) {
+        let mut draft = DraftView::new(!args.json);
+        let answer = assistant.ask_streaming(text, &history, &mut |piece| draft.push(piece));
+        draft.clear();
+        let answer = match answer {
             Ok(a) => a,
             // A bad message ends a scripted session but not an interactive one.
             Err(e @ (AnswerError::EmptyQuestion | AnswerError::QuestionTooLong { .. }))
