@@ -479,7 +479,6 @@ impl QMatrix {
     }
 }
 
-/// Writes row `r`'s 32 values `q` into a packed block.
 /// `out_i = x · W_iᵀ` for several matrices that read the same activations (a layer's query,
 /// key and value projections; its gate and up projections), with the fastest path.
 pub fn matmul_each(
@@ -541,6 +540,7 @@ pub fn matmul_each_with(
     Ok(())
 }
 
+/// Writes row `r`'s 32 values `q` into a packed block.
 fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
     for (k, &v) in q.iter().enumerate() {
         let (j, t) = (k / 4, k % 4);

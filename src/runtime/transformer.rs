@@ -6,7 +6,8 @@
 //! rows (prompt processing is one matrix product per weight, not T), and the activations going
 //! into several weights (q, k, v; gate, up) are quantized once. The KV cache holds f16 keys and
 //! values; attention scores are f32. Buffers live in [`Scratch`] and only grow, so decoding
-//! allocates nothing per token. All parallel work runs on rayon's global pool, like the kernels.
+//! allocates no activations per token (only the kernels' short task lists). All parallel work
+//! runs on rayon's global pool, like the kernels, and a pass runs on one of its workers.
 
 use super::error::{Result, RuntimeError};
 use super::gguf::{Architecture, GgufFile, RawTensor};
