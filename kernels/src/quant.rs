@@ -1232,6 +1232,62 @@ mod tests {
     }
 
     #[test]
+    fn several_products_in_one_region_match_each_alone() {
+        let cols = 256;
+        let n = 3;
+        let shapes = [(GgmlType::Q4K, 40), (GgmlType::Q5_0, 7), (GgmlType::F32, 5)];
+        let matrices: Vec<QMatrix> = shapes
+            .iter()
+            .enumerate()
+            .map(|(i, &(ty, rows))| {
+                let data = ggml::synthetic_tensor(ty, rows, cols, 11 + i as u64);
+                QMatrix::from_ggml(ty, rows, cols, &data).expect("repack")
+            })
+            .collect();
+        let mut rng = Rng(5);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
+        let mut a = Activations::new();
+        a.quantize(&x, n, cols).unwrap();
+        let alone: Vec<Vec<f32>> = matrices
+            .iter()
+            .map(|m| {
+                let mut out = vec![0f32; n * m.rows()];
+                m.matmul(&a, &mut out).unwrap();
+                out
+            })
+            .collect();
+        let mut outs: Vec<Vec<f32>> = matrices
+            .iter()
+            .map(|m| vec![f32::NAN; n * m.rows()])
+            .collect();
+        {
+            let mut products: Vec<(&QMatrix, &mut [f32])> = matrices
+                .iter()
+                .zip(outs.iter_mut())
+                .map(|(m, o)| (m, &mut o[..]))
+                .collect();
+            matmul_each(&mut products, &a).unwrap();
+        }
+        assert_eq!(outs, alone);
+
+        // One product of the wrong shape: an error, and no output written.
+        let mut outs: Vec<Vec<f32>> = vec![vec![f32::NAN; n * 40], vec![f32::NAN; n * 7 - 1]];
+        let (first, second) = outs.split_at_mut(1);
+        let result = matmul_each(
+            &mut [
+                (&matrices[0], &mut first[0][..]),
+                (&matrices[1], &mut second[0][..]),
+            ],
+            &a,
+        );
+        assert!(
+            matches!(result, Err(ShapeError::Length { .. })),
+            "{result:?}"
+        );
+        assert!(outs.iter().flatten().all(|v| v.is_nan()));
+    }
+
+    #[test]
     fn bad_shapes_are_errors() {
         assert!(matches!(
             QMatrix::from_ggml(GgmlType::Q4K, 2, 896, &[]),

@@ -30,14 +30,13 @@ pub struct Checked {
 }
 
 pub fn check(answer: &str, sources: &[Source]) -> Checked {
-    let source_words: Vec<HashSet<String>> = sources
+    let source_texts: Vec<String> = sources
         .iter()
-        .map(|s| content_words(&format!("{} {} {}", s.title, s.section, s.text)))
+        .map(|s| format!("{} {} {}", s.title, s.section, s.text))
         .collect();
-    let source_figures: Vec<HashSet<Figure>> = sources
-        .iter()
-        .map(|s| figures(&format!("{} {} {}", s.title, s.section, s.text)))
-        .collect();
+    let source_words: Vec<HashSet<String>> =
+        source_texts.iter().map(|t| content_words(t)).collect();
+    let source_figures: Vec<HashSet<Figure>> = source_texts.iter().map(|t| figures(t)).collect();
     let mut out = Checked {
         text: String::new(),
         cited: Vec::new(),
@@ -238,18 +237,19 @@ fn is_list_number(sentence: &str) -> bool {
     !s.is_empty() && s.chars().all(|c| c.is_ascii_digit())
 }
 
-/// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
-/// taken off: what a sentence claims, roughly.
+/// The lower-case runs of letters and digits of `text`, in order.
+fn tokens(text: &str) -> impl Iterator<Item = String> + '_ {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+}
+
 /// A number with the word after it, when a word follows ("14 days"): the unit is part of
 /// the claim. Plural `s` dropped, so "14-day" and "14 days" are the same figure.
 type Figure = (String, Option<String>);
 
 fn figures(text: &str) -> HashSet<Figure> {
-    let tokens: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect();
+    let tokens: Vec<String> = tokens(text).collect();
     let unit = |w: &String| {
         let w = w.strip_suffix('s').filter(|s| s.len() >= 2).unwrap_or(w);
         w.to_string()
@@ -266,12 +266,11 @@ fn figures(text: &str) -> HashSet<Figure> {
     out
 }
 
+/// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
+/// taken off: what a sentence claims, roughly.
 pub fn content_words(text: &str) -> HashSet<String> {
-    text.split(|c: char| !c.is_alphanumeric())
-        .filter(|w| {
-            w.chars().count() >= 3 || w.chars().all(|c| c.is_ascii_digit()) && !w.is_empty()
-        })
-        .map(str::to_lowercase)
+    tokens(text)
+        .filter(|w| w.chars().count() >= 3 || w.chars().all(|c| c.is_ascii_digit()))
         .filter(|w| !crate::kb::search::STOP_WORDS.contains(&w.as_str()))
         .map(|w| match w.strip_suffix('s') {
             Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),

@@ -201,18 +201,22 @@ impl DraftView {
         if !self.on || self.shown.is_empty() {
             return;
         }
-        let width = usize::from(self.term.size().1).max(1);
-        let rows: usize = self
-            .shown
-            .split('\n')
-            .map(|line| console::measure_text_width(line).div_ceil(width).max(1))
-            .sum();
+        let rows = rows_taken(&self.shown, usize::from(self.term.size().1));
         let _ = self.term.clear_line();
         if rows > 1 {
             let _ = self.term.clear_last_lines(rows - 1);
         }
         self.shown.clear();
     }
+}
+
+/// Terminal rows `text` takes when written from the start of a row `width` columns wide: each
+/// line at least one, long ones wrapped (escape codes take no columns).
+fn rows_taken(text: &str, width: usize) -> usize {
+    let width = width.max(1);
+    text.split('\n')
+        .map(|line| console::measure_text_width(line).div_ceil(width).max(1))
+        .sum()
 }
 
 /// DESIGN's `ask --json` object.
@@ -253,5 +257,28 @@ pub(super) fn print_answer(answer: &Answer) {
             None => c.path.clone(),
         };
         println!("  [{}] {place} — {link}", c.n);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rows_taken;
+
+    #[test]
+    fn a_draft_takes_a_row_per_line_and_more_for_wrapped_ones() {
+        assert_eq!(rows_taken("short", 80), 1);
+        // Exactly one row wide stays one row; one more character wraps.
+        assert_eq!(rows_taken(&"x".repeat(80), 80), 1);
+        assert_eq!(rows_taken(&"x".repeat(81), 80), 2);
+        // Every line break starts a row, an empty line included.
+        assert_eq!(rows_taken("a\n\nb", 80), 3);
+        // The dim styling's escape codes take no columns.
+        let dim = console::style("x".repeat(80))
+            .dim()
+            .force_styling(true)
+            .to_string();
+        assert!(dim.len() > 80);
+        assert_eq!(rows_taken(&dim, 80), 1);
+        assert_eq!(rows_taken("abc", 0), 3);
     }
 }

@@ -495,7 +495,6 @@ impl Transformer {
         })
     }
 
-    /// Positions held in the KV cache.
     /// Bytes of weights one decoding step reads: every layer's matrices and the output
     /// projection (the embedding table gives one row per token). Divided into the machine's
     /// memory bandwidth, the fastest generation can be.
@@ -513,6 +512,7 @@ impl Transformer {
         layers + self.output.bytes()
     }
 
+    /// Positions held in the KV cache.
     pub fn cached_len(&self) -> usize {
         self.cache.len
     }
