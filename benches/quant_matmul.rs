@@ -11,13 +11,16 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use frontdesk_kernels::ggml::{synthetic_tensor, GgmlType};
 use frontdesk_kernels::quant::{Activations, QMatrix, QuantPath};
 
-/// (type, outputs, inputs, name): Qwen2.5-0.5B Q4_K_M's matrices.
-const SHAPES: [(GgmlType, usize, usize, &str); 6] = [
+/// (type, outputs, inputs, name): Qwen2.5-0.5B Q4_K_M's matrices, then the 1.5B's
+/// (K-quants only) and SmolLM2's.
+const SHAPES: [(GgmlType, usize, usize, &str); 8] = [
     (GgmlType::Q5_0, 896, 896, "attn_q"),
     (GgmlType::Q5_0, 4864, 896, "ffn_up"),
     (GgmlType::Q4K, 896, 4864, "ffn_down_q4k"),
     (GgmlType::Q6K, 896, 4864, "ffn_down_q6k"),
     (GgmlType::Q8_0, 896, 896, "attn_v_q8_0"),
+    (GgmlType::Q4K, 8960, 1536, "1.5b_ffn_up_q4k"),
+    (GgmlType::Q6K, 1536, 8960, "1.5b_ffn_down_q6k"),
     (GgmlType::Q4_1, 1536, 576, "smollm_ffn_up_q4_1"),
 ];
 

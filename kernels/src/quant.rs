@@ -13,6 +13,12 @@
 //! Activations are quantized per block of 32 to signed bytes with an f32 scale `da` (like
 //! GGML's Q8_0); a block then contributes `d · (da · Σ q·a) + m · (da · Σ a)` — the integer
 //! sum exact, then the same float operations in the same order on every path.
+//!
+//! The K-quants (Q4_K, Q6_K) take activations quantized per 256 inputs instead (like GGML's
+//! Q8_K), the length of their super-blocks: with one activation scale per super-block, a
+//! sub-block's integer sum needs one multiply-add by its small integer scale, and the offsets
+//! (`m_j · Σ a`, integers on both sides) are summed exactly with 16-bit multiply-adds — a
+//! third of the float work per 32 inputs, which dominated the prompt products.
 
 use crate::cpu::CpuFeatures;
 use crate::ggml::{self, GgmlType};
@@ -99,12 +105,11 @@ impl QuantPath {
 #[derive(Debug, Clone)]
 enum Scales {
     F16(Vec<u16>),
-    /// `d[super] · sc[block]`; `d` is `[row block][256-input block][16 rows]`, `sc` is
-    /// `[row block][scale block][16 rows]`; `shift` = log2(scale blocks per 256 inputs).
+    /// `d[super] · sc[block]`; `d` is `[row block][256-input block][16 rows]`, `sc` is in
+    /// the pair layout (`pair_index`).
     Super {
         d: Vec<u16>,
         sc: Vec<i8>,
-        shift: u32,
     },
 }
 
@@ -117,14 +122,15 @@ enum Mins {
     Super {
         dmin: Vec<u16>,
         m: Vec<u8>,
-        shift: u32,
     },
 }
 
-/// Index of the 256-input scale for the scale at `at` (`[row block][scale block][16 rows]`).
+/// Where sub-block `s`'s scale (or min) for row `r` of row block `g` is kept: the K-quants
+/// store them `[row block][pair of sub-blocks][16 rows][2]`, so the two sub-blocks of a pair
+/// are one 16-bit pair per row — the operand of a `vpdpwssd` against two activation sums.
 #[inline(always)]
-fn super_index(at: usize, shift: u32) -> usize {
-    (((at >> 4) >> shift) << 4) | (at & 15)
+fn pair_index(g: usize, nscales: usize, s: usize, r: usize) -> usize {
+    (g * nscales + (s & !1)) * ROWS + r * 2 + (s & 1)
 }
 
 /// A quantized weight matrix (`rows` outputs × `cols` inputs) repacked for the kernels, or a
@@ -256,47 +262,57 @@ impl QMatrix {
 
     /// The K-quants' scales in their compact form, straight from the file's blocks.
     fn pack_super_scales(&mut self, data: &[u8], row_bytes: usize) {
-        let groups = self.groups();
         let nsuper = self.cols / 256;
         let nscales = self.cols / self.sb;
         let per_super = 256 / self.sb;
-        let shift = per_super.trailing_zeros();
-        let mut d = vec![0u16; groups * nsuper * ROWS];
-        let mut sc = vec![0i8; groups * nscales * ROWS];
-        let mut dmin = vec![0u16; groups * nsuper * ROWS];
-        let mut mins = vec![0u8; groups * nscales * ROWS];
+        let (ty, rows) = (self.ty, self.rows);
+        let q4k = ty == GgmlType::Q4K;
         let half = |b: &[u8], at: usize| u16::from_le_bytes([b[at], b[at + 1]]);
-        for row in 0..self.rows {
-            let (g, r) = (row / ROWS, row % ROWS);
-            for (b, block) in data[row * row_bytes..][..row_bytes]
-                .chunks_exact(self.ty.block_bytes())
-                .enumerate()
-            {
-                let si = |sub: usize| (g * nscales + b * per_super + sub) * ROWS + r;
-                let di = (g * nsuper + b) * ROWS + r;
-                if self.ty == GgmlType::Q4K {
-                    d[di] = half(block, 0);
-                    dmin[di] = half(block, 2);
-                    for sub in 0..8 {
-                        let (s, m) = ggml::q4k_scale_min(sub, &block[4..16]);
-                        sc[si(sub)] = s as i8;
-                        mins[si(sub)] = m;
-                    }
+        // One row block's d, sub-block scales, dmin and mins (indices as for row block 0).
+        type RowBlock = (Vec<u16>, Vec<i8>, Vec<u16>, Vec<u8>);
+        let packed: Vec<RowBlock> = (0..self.groups())
+            .into_par_iter()
+            .map(|g| {
+                let mut d = vec![0u16; nsuper * ROWS];
+                let mut sc = vec![0i8; nscales * ROWS];
+                let (mut dmin, mut mins) = if q4k {
+                    (vec![0u16; nsuper * ROWS], vec![0u8; nscales * ROWS])
                 } else {
-                    d[di] = half(block, 208);
-                    for sub in 0..16 {
-                        sc[si(sub)] = block[192 + sub] as i8;
+                    (Vec::new(), Vec::new())
+                };
+                for r in 0..ROWS.min(rows - g * ROWS) {
+                    let row = g * ROWS + r;
+                    for (b, block) in data[row * row_bytes..][..row_bytes]
+                        .chunks_exact(ty.block_bytes())
+                        .enumerate()
+                    {
+                        let si = |sub: usize| pair_index(0, nscales, b * per_super + sub, r);
+                        if q4k {
+                            d[b * ROWS + r] = half(block, 0);
+                            dmin[b * ROWS + r] = half(block, 2);
+                            for sub in 0..8 {
+                                let (s, m) = ggml::q4k_scale_min(sub, &block[4..16]);
+                                sc[si(sub)] = s as i8;
+                                mins[si(sub)] = m;
+                            }
+                        } else {
+                            d[b * ROWS + r] = half(block, 208);
+                            for sub in 0..16 {
+                                sc[si(sub)] = block[192 + sub] as i8;
+                            }
+                        }
                     }
                 }
-            }
-        }
-        self.scales = Scales::Super { d, sc, shift };
-        if self.ty == GgmlType::Q4K {
-            self.mins = Mins::Super {
-                dmin,
-                m: mins,
-                shift,
-            };
+                (d, sc, dmin, mins)
+            })
+            .collect();
+        let d = packed.iter().flat_map(|p| p.0.iter().copied()).collect();
+        let sc = packed.iter().flat_map(|p| p.1.iter().copied()).collect();
+        self.scales = Scales::Super { d, sc };
+        if q4k {
+            let dmin = packed.iter().flat_map(|p| p.2.iter().copied()).collect();
+            let m = packed.iter().flat_map(|p| p.3.iter().copied()).collect();
+            self.mins = Mins::Super { dmin, m };
         }
     }
 
@@ -316,12 +332,12 @@ impl QMatrix {
     pub fn bytes(&self) -> usize {
         let scales = match &self.scales {
             Scales::F16(v) => v.len() * 2,
-            Scales::Super { d, sc, .. } => d.len() * 2 + sc.len(),
+            Scales::Super { d, sc } => d.len() * 2 + sc.len(),
         };
         let mins = match &self.mins {
             Mins::Bias(_) => 0,
             Mins::F16(v) => v.len() * 2,
-            Mins::Super { dmin, m, .. } => dmin.len() * 2 + m.len(),
+            Mins::Super { dmin, m } => dmin.len() * 2 + m.len(),
         };
         self.values.len() + scales + mins + self.dense.len() * 4
     }
@@ -330,23 +346,54 @@ impl QMatrix {
         self.rows.div_ceil(ROWS)
     }
 
+    /// Scale `i` (`[row block][scale block][16 rows]`) of a format with one f16 per block.
     fn scale(&self, i: usize) -> f32 {
         match &self.scales {
             Scales::F16(v) => f16::from_bits(v[i]).to_f32(),
-            Scales::Super { d, sc, shift } => {
-                f16::from_bits(d[super_index(i, *shift)]).to_f32() * sc[i] as f32
-            }
+            Scales::Super { .. } => f32::NAN,
         }
     }
 
+    /// Offset `i`, as `scale`.
     fn min(&self, i: usize) -> f32 {
         match &self.mins {
             Mins::Bias(b) => -b * self.scale(i),
             Mins::F16(v) => f16::from_bits(v[i]).to_f32(),
-            Mins::Super { dmin, m, shift } => {
-                -(f16::from_bits(dmin[super_index(i, *shift)]).to_f32() * m[i] as f32)
-            }
+            Mins::Super { .. } => f32::NAN,
         }
+    }
+
+    /// The K-quants' per-super-block factors of row block `g`, super-block `b`, row `r`:
+    /// `(d, dmin)` with `w = d · sc_j · q − dmin · m_j`; Q6_K's `w = d · sc_j · (q − 32)` is
+    /// the same with `m_j = sc_j` and `dmin = 32 · d`.
+    fn super_factors(&self, g: usize, b: usize, r: usize) -> (f32, f32) {
+        let at = (g * (self.cols / 256) + b) * ROWS + r;
+        let d = match &self.scales {
+            Scales::Super { d, .. } => f16::from_bits(d[at]).to_f32(),
+            Scales::F16(_) => f32::NAN,
+        };
+        match &self.mins {
+            Mins::Super { dmin, .. } => (d, f16::from_bits(dmin[at]).to_f32()),
+            _ => (d, 32.0 * d),
+        }
+    }
+
+    /// Sub-block `s`'s scale and offset multiplier (`m_j`, or Q6_K's scale) of row `r` in
+    /// row block `g`.
+    fn sub_factors(&self, g: usize, s: usize, r: usize) -> (i32, i32) {
+        let at = pair_index(g, self.cols / self.sb, s, r);
+        let sc = match &self.scales {
+            Scales::Super { sc, .. } => sc[at] as i32,
+            Scales::F16(_) => 0,
+        };
+        match &self.mins {
+            Mins::Super { m, .. } => (sc, m[at] as i32),
+            _ => (sc, sc),
+        }
+    }
+
+    fn is_super(&self) -> bool {
+        matches!(self.scales, Scales::Super { .. })
     }
 
     /// `out = x · Wᵀ` with the fastest path; `out` is `x.rows() × self.rows()`, row-major.
@@ -428,6 +475,10 @@ impl QMatrix {
     /// # Safety
     /// `out` must hold `x.n × self.rows` values; no other task writes row blocks `g0..g1`.
     unsafe fn matmul_scalar(&self, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
+        if self.is_super() {
+            // SAFETY: as this function's.
+            return unsafe { self.matmul_scalar_super(x, out, g0, g1) };
+        }
         let nscales = self.cols / self.sb;
         let per_kb = KB / self.sb;
         let kblocks = self.cols / KB;
@@ -456,7 +507,7 @@ impl QMatrix {
                             let s = kb * per_kb + part;
                             let si = (g * nscales + s) * ROWS + r;
                             let da = x.d[i * x.kblocks + kb];
-                            let bs = x.block_sum(i, s, self.sb);
+                            let bs = x.block_sum(i, kb);
                             let cell = &mut acc[i * ROWS + r];
                             if let Mins::Bias(b) = self.mins {
                                 let t = (isum as f32).mul_add(da, -b * bs);
@@ -473,6 +524,56 @@ impl QMatrix {
             for i in 0..x.n {
                 for r in 0..valid {
                     *out.add(i * self.rows + g * ROWS + r) = acc[i * ROWS + r];
+                }
+            }
+        }
+    }
+
+    /// The K-quants on the scalar path, against the per-256 activations: per super-block,
+    /// `F = Σ_j isum_j · sc_j` in float (sub-blocks in order), `M = Σ_j m_j · Σa_j` in
+    /// integers, then `da · (d · F − dmin · M)` — the operations of the SIMD paths.
+    ///
+    /// # Safety
+    /// As `matmul_scalar`.
+    unsafe fn matmul_scalar_super(&self, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
+        let kblocks = self.cols / KB;
+        let nsuper = self.cols / 256;
+        let per_super = 256 / self.sb;
+        let bb = block_bytes(self.bits);
+        let sums = x.super_sums(self.sb);
+        let mut q = vec![0u8; self.cols];
+        for g in g0..g1 {
+            let valid = (self.rows - g * ROWS).min(ROWS);
+            for r in 0..valid {
+                for (kb, values) in q.chunks_exact_mut(KB).enumerate() {
+                    let block = &self.values[(g * kblocks + kb) * bb..][..bb];
+                    for (k, v) in values.iter_mut().enumerate() {
+                        *v = unpack_value(self.bits, block, r, k);
+                    }
+                }
+                for i in 0..x.n {
+                    let a = &x.sq[i * x.cols..][..x.cols];
+                    let bs = &sums[i * (x.cols / self.sb)..][..x.cols / self.sb];
+                    let mut acc = 0f32;
+                    for b in 0..nsuper {
+                        let (mut f, mut mi) = (0f32, 0i32);
+                        for j in 0..per_super {
+                            let s = b * per_super + j;
+                            let range = s * self.sb..(s + 1) * self.sb;
+                            let isum: i32 = q[range.clone()]
+                                .iter()
+                                .zip(&a[range])
+                                .map(|(&w, &a)| w as i32 * a as i32)
+                                .sum();
+                            let (sc, mm) = self.sub_factors(g, s, r);
+                            f = (isum as f32).mul_add(sc as f32, f);
+                            mi += mm * bs[s] as i32;
+                        }
+                        let (d, dmin) = self.super_factors(g, b, r);
+                        let t = d.mul_add(f, -(dmin * mi as f32));
+                        acc = t.mul_add(x.sd[i * nsuper + b], acc);
+                    }
+                    *out.add(i * self.rows + g * ROWS + r) = acc;
                 }
             }
         }
@@ -591,9 +692,14 @@ pub struct Activations {
     q: Vec<i8>,
     /// `n × kblocks` scales.
     d: Vec<f32>,
-    /// `da · Σ a` per 16 inputs (`n × cols/16`) and per 32 (`n × kblocks`).
-    sum16: Vec<f32>,
+    /// `da · Σ a` per 32 inputs (`n × kblocks`).
     sum32: Vec<f32>,
+    /// For the K-quants, when `cols` is a multiple of 256: the rows quantized per 256 inputs
+    /// (`n × cols` bytes, `n × cols/256` scales) and the integer sums of each 16 and 32 bytes.
+    sq: Vec<i8>,
+    sd: Vec<f32>,
+    ssum16: Vec<i16>,
+    ssum32: Vec<i16>,
     /// The rows as given, kept only when `cols` is not a whole number of blocks (then only
     /// float weights can take them).
     float: Vec<f32>,
@@ -629,10 +735,11 @@ impl Activations {
         self.q.resize(n * cols, 0);
         self.d.clear();
         self.d.resize(n * kblocks, 0.0);
-        self.sum16.clear();
-        self.sum16.resize(n * cols / 16, 0.0);
         self.sum32.clear();
         self.sum32.resize(n * kblocks, 0.0);
+        // Small batches (generation) are not worth a trip through the thread pool.
+        let min_rows = if n * cols < 1 << 16 { n.max(1) } else { 1 };
+        self.quantize_super(x, min_rows);
         if n == 0 || kblocks == 0 {
             return Ok(());
         }
@@ -640,55 +747,96 @@ impl Activations {
             .par_chunks(cols)
             .zip(self.q.par_chunks_mut(cols))
             .zip(self.d.par_chunks_mut(kblocks))
-            .zip(self.sum16.par_chunks_mut(kblocks * 2))
             .zip(self.sum32.par_chunks_mut(kblocks));
-        // Small batches (generation) are not worth a trip through the thread pool.
-        let min_rows = if n * cols < 1 << 16 { n } else { 1 };
-        rows.with_min_len(min_rows)
-            .for_each(|((((x, q), d), s16), s32)| {
-                for kb in 0..kblocks {
-                    let (dk, halves) = quantize_block(&x[kb * KB..][..KB], &mut q[kb * KB..][..KB]);
-                    d[kb] = dk;
-                    s16[kb * 2] = dk * halves[0] as f32;
-                    s16[kb * 2 + 1] = dk * halves[1] as f32;
-                    s32[kb] = dk * (halves[0] + halves[1]) as f32;
-                }
-            });
+        rows.with_min_len(min_rows).for_each(|(((x, q), d), s32)| {
+            let mut halves = [0i32; 2];
+            for kb in 0..kblocks {
+                let dk = quantize_run(&x[kb * KB..][..KB], &mut q[kb * KB..][..KB], &mut halves);
+                d[kb] = dk;
+                s32[kb] = dk * (halves[0] + halves[1]) as f32;
+            }
+        });
         Ok(())
     }
 
-    /// `da · Σ a` over scale block `s` of `sb` inputs.
-    #[inline(always)]
-    fn block_sum(&self, i: usize, s: usize, sb: usize) -> f32 {
-        if sb == 16 {
-            self.sum16[i * self.cols / 16 + s]
+    /// The per-256 quantization the K-quants take (nothing when `cols` is not a multiple of
+    /// 256: no K-quant matrix has such rows).
+    fn quantize_super(&mut self, x: &[f32], min_rows: usize) {
+        let (n, cols) = (self.n, self.cols);
+        let nsuper = if cols.is_multiple_of(256) {
+            cols / 256
         } else {
-            self.sum32[i * self.kblocks + s]
+            0
+        };
+        self.sq.clear();
+        self.sq.resize(n * nsuper * 256, 0);
+        self.sd.clear();
+        self.sd.resize(n * nsuper, 0.0);
+        self.ssum16.clear();
+        self.ssum16.resize(n * nsuper * 16, 0);
+        self.ssum32.clear();
+        self.ssum32.resize(n * nsuper * 8, 0);
+        if nsuper == 0 || n == 0 {
+            return;
         }
+        x.par_chunks(cols)
+            .zip(self.sq.par_chunks_mut(cols))
+            .zip(self.sd.par_chunks_mut(nsuper))
+            .zip(self.ssum16.par_chunks_mut(cols / 16))
+            .zip(self.ssum32.par_chunks_mut(cols / 32))
+            .with_min_len(min_rows)
+            .for_each(|((((x, q), d), s16), s32)| {
+                let mut sums = [0i32; 16];
+                for b in 0..nsuper {
+                    d[b] = quantize_run(&x[b * 256..][..256], &mut q[b * 256..][..256], &mut sums);
+                    // At most 32 · 127 in magnitude: exact in 16 bits.
+                    for (j, pair) in sums.chunks_exact(2).enumerate() {
+                        s16[b * 16 + j * 2] = pair[0] as i16;
+                        s16[b * 16 + j * 2 + 1] = pair[1] as i16;
+                        s32[b * 8 + j] = (pair[0] + pair[1]) as i16;
+                    }
+                }
+            });
+    }
+
+    /// The per-256 sums a K-quant matrix with `sb`-input sub-blocks pairs with its offsets.
+    fn super_sums(&self, sb: usize) -> &[i16] {
+        if sb == 16 {
+            &self.ssum16
+        } else {
+            &self.ssum32
+        }
+    }
+
+    /// `da · Σ a` over block `kb` of row `i`.
+    #[inline(always)]
+    fn block_sum(&self, i: usize, kb: usize) -> f32 {
+        self.sum32[i * self.kblocks + kb]
     }
 }
 
-/// One block of 32 inputs to signed bytes: its scale and the sums of each half's bytes.
+/// A run of inputs (a multiple of 16: a block of 32, or a K-quant super-block of 256) to
+/// signed bytes with one scale: returns the scale and writes the sum of each 16 bytes.
 #[inline]
-fn quantize_block(x: &[f32], q: &mut [i8]) -> (f32, [i32; 2]) {
+fn quantize_run(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
     #[cfg(target_arch = "x86_64")]
     if QuantPath::best() == QuantPath::Avx512Vnni {
-        // SAFETY: the CPU has AVX-512 F and BW; both slices hold 32 values.
-        if let Some(done) = unsafe { x86::quantize_block_avx512(x, q) } {
-            return done;
+        // SAFETY: the CPU has AVX-512 F and BW; the lengths are checked inside.
+        if let Some(d) = unsafe { x86::quantize_run_avx512(x, q, sums) } {
+            return d;
         }
     }
-    quantize_block_scalar(x, q)
+    quantize_run_scalar(x, q, sums)
 }
 
-fn quantize_block_scalar(x: &[f32], q: &mut [i8]) -> (f32, [i32; 2]) {
+fn quantize_run_scalar(x: &[f32], q: &mut [i8], sums: &mut [i32]) -> f32 {
     let max = x.iter().fold(0f32, |m, v| m.max(v.abs()));
     let (d, inv) = if max > 0.0 && max.is_finite() {
         (max / 127.0, 127.0 / max)
     } else {
         (0.0, 0.0)
     };
-    let mut halves = [0i32; 2];
+    sums.fill(0);
     for (k, (o, &v)) in q.iter_mut().zip(x).enumerate() {
         let y = v * inv;
         // NaN (and ∞ · 0) becomes 0.
@@ -697,9 +845,9 @@ fn quantize_block_scalar(x: &[f32], q: &mut [i8]) -> (f32, [i32; 2]) {
         // SAFETY: finite and within ±127.
         let a = unsafe { y.to_int_unchecked::<i32>() };
         *o = a as i8;
-        halves[k / 16] += a;
+        sums[k / 16] += a;
     }
-    (d, halves)
+    d
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -707,17 +855,29 @@ mod x86 {
     use super::*;
     use std::arch::x86_64::*;
 
-    /// `quantize_block_scalar` with AVX-512, giving the same bytes; `None` for a block holding
-    /// a non-finite value (left to the scalar code).
+    /// `quantize_run_scalar` with AVX-512, giving the same bytes; `None` for a run holding a
+    /// non-finite value (left to the scalar code) or not a whole number of 16 values.
     /// # Safety
-    /// AVX-512 F and BW; `x` and `q` hold 32 values.
+    /// AVX-512 F and BW.
     #[target_feature(enable = "avx512f,avx512bw")]
-    pub(super) unsafe fn quantize_block_avx512(x: &[f32], q: &mut [i8]) -> Option<(f32, [i32; 2])> {
-        let lo = _mm512_loadu_ps(x.as_ptr());
-        let hi = _mm512_loadu_ps(x.as_ptr().add(16));
-        let abs = _mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi));
+    pub(super) unsafe fn quantize_run_avx512(
+        x: &[f32],
+        q: &mut [i8],
+        sums: &mut [i32],
+    ) -> Option<f32> {
+        let chunks = x.len() / 16;
+        if !x.len().is_multiple_of(16) || q.len() != x.len() || sums.len() != chunks {
+            return None;
+        }
+        let mut abs = _mm512_setzero_ps();
+        let mut unordered = 0;
+        for c in 0..chunks {
+            let v = _mm512_loadu_ps(x.as_ptr().add(c * 16));
+            abs = _mm512_max_ps(abs, _mm512_abs_ps(v));
+            unordered |= _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+        }
         let max = _mm512_reduce_max_ps(abs);
-        if !max.is_finite() || _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(lo, hi) != 0 {
+        if !max.is_finite() || unordered != 0 {
             return None;
         }
         let (d, inv) = if max > 0.0 {
@@ -726,18 +886,19 @@ mod x86 {
             (0.0, 0.0)
         };
         let inv = _mm512_set1_ps(inv);
-        // Rounds to nearest, ties to even (the default MXCSR mode), like the scalar code.
-        let a = _mm512_cvtps_epi32(_mm512_mul_ps(lo, inv));
-        let b = _mm512_cvtps_epi32(_mm512_mul_ps(hi, inv));
         let lim = _mm512_set1_epi32(127);
-        let a = _mm512_max_epi32(_mm512_min_epi32(a, lim), _mm512_set1_epi32(-127));
-        let b = _mm512_max_epi32(_mm512_min_epi32(b, lim), _mm512_set1_epi32(-127));
-        _mm_storeu_si128(q.as_mut_ptr() as *mut __m128i, _mm512_cvtepi32_epi8(a));
-        _mm_storeu_si128(
-            q.as_mut_ptr().add(16) as *mut __m128i,
-            _mm512_cvtepi32_epi8(b),
-        );
-        Some((d, [_mm512_reduce_add_epi32(a), _mm512_reduce_add_epi32(b)]))
+        for (c, sum) in sums.iter_mut().enumerate() {
+            let v = _mm512_loadu_ps(x.as_ptr().add(c * 16));
+            // Rounds to nearest, ties to even (the default MXCSR mode), like the scalar code.
+            let a = _mm512_cvtps_epi32(_mm512_mul_ps(v, inv));
+            let a = _mm512_max_epi32(_mm512_min_epi32(a, lim), _mm512_set1_epi32(-127));
+            _mm_storeu_si128(
+                q.as_mut_ptr().add(c * 16) as *mut __m128i,
+                _mm512_cvtepi32_epi8(a),
+            );
+            *sum = _mm512_reduce_add_epi32(a);
+        }
+        Some(d)
     }
 
     /// Activation rows per tile.
@@ -824,15 +985,12 @@ mod x86 {
         v
     }
 
+    /// The scales of a format with one f16 per block (the K-quants go through `tile_super`).
     #[inline(always)]
     unsafe fn load_scales(m: &QMatrix, at: usize) -> __m512 {
         match &m.scales {
             Scales::F16(v) => half16(v, at),
-            Scales::Super { d, sc, shift } => {
-                let s =
-                    _mm512_cvtepi8_epi32(_mm_loadu_si128(sc.as_ptr().add(at) as *const __m128i));
-                _mm512_mul_ps(half16(d, super_index(at, *shift)), _mm512_cvtepi32_ps(s))
-            }
+            Scales::Super { .. } => _mm512_setzero_ps(),
         }
     }
 
@@ -841,12 +999,7 @@ mod x86 {
     unsafe fn load_mins(m: &QMatrix, at: usize) -> __m512 {
         match &m.mins {
             Mins::F16(v) => half16(v, at),
-            Mins::Super { dmin, m, shift } => {
-                let q = _mm512_cvtepu8_epi32(_mm_loadu_si128(m.as_ptr().add(at) as *const __m128i));
-                let p = _mm512_mul_ps(half16(dmin, super_index(at, *shift)), _mm512_cvtepi32_ps(q));
-                _mm512_sub_ps(_mm512_setzero_ps(), p)
-            }
-            Mins::Bias(_) => _mm512_setzero_ps(),
+            Mins::Super { .. } | Mins::Bias(_) => _mm512_setzero_ps(),
         }
     }
 
@@ -864,6 +1017,9 @@ mod x86 {
         g: usize,
         i: usize,
     ) {
+        if m.is_super() {
+            return tile_super::<BITS, SB, R, N>(m, x, out, g, i);
+        }
         let kblocks = m.cols / KB;
         let nscales = m.cols / SB;
         let bb = block_bytes(BITS);
@@ -894,7 +1050,7 @@ mod x86 {
                     // m = -b · d folds into the integer sum's scaling: one FMA less.
                     for r in 0..R {
                         let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
-                        let nbs = _mm512_set1_ps(-b * x.block_sum(i + r, s, SB));
+                        let nbs = _mm512_set1_ps(-b * x.block_sum(i + r, kb));
                         for n in 0..N {
                             let t = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum[r][n]), da, nbs);
                             acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
@@ -905,7 +1061,7 @@ mod x86 {
                         std::array::from_fn(|n| load_mins(m, ((g + n) * nscales + s) * ROWS));
                     for r in 0..R {
                         let da = _mm512_set1_ps(*x.d.get_unchecked((i + r) * x.kblocks + kb));
-                        let bs = _mm512_set1_ps(x.block_sum(i + r, s, SB));
+                        let bs = _mm512_set1_ps(x.block_sum(i + r, kb));
                         for n in 0..N {
                             let t = _mm512_mul_ps(_mm512_cvtepi32_ps(isum[r][n]), da);
                             acc[r][n] = _mm512_fmadd_ps(sc[n], t, acc[r][n]);
@@ -915,6 +1071,74 @@ mod x86 {
                 }
             }
         }
+        store_tile(m, &acc, out, g, i);
+    }
+
+    /// Sub-block `s0 + H` of a K-quant tile: its integer sums against the per-256 activations,
+    /// added to `f` times the sub-block's scales (`H` picks them out of the 16-bit pairs).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn super_sub_block<
+        const BITS: u32,
+        const SB: usize,
+        const R: usize,
+        const N: usize,
+        const H: usize,
+    >(
+        m: &QMatrix,
+        x: &Activations,
+        g: usize,
+        i: usize,
+        s0: usize,
+        pairs: &[__m512i; N],
+        f: &mut [[__m512; N]; R],
+    ) {
+        let kblocks = m.cols / KB;
+        let bb = block_bytes(BITS);
+        let scale: [__m512; N] = std::array::from_fn(|n| {
+            let v = if H == 0 {
+                _mm512_srai_epi32::<16>(_mm512_slli_epi32::<16>(pairs[n]))
+            } else {
+                _mm512_srai_epi32::<16>(pairs[n])
+            };
+            _mm512_cvtepi32_ps(v)
+        });
+        let first = (s0 + H) * SB;
+        // A Q6_K pair of sub-blocks is one block of 32 inputs; a Q4_K pair is two.
+        let kb = first / KB;
+        let j0 = if SB == 16 { H * 4 } else { 0 };
+        let blocks: [*const u8; N] =
+            std::array::from_fn(|n| m.values.as_ptr().add(((g + n) * kblocks + kb) * bb));
+        let mut isum = [[_mm512_setzero_si512(); N]; R];
+        for jj in 0..SB / 4 {
+            let w: [__m512i; N] = std::array::from_fn(|n| unpack::<BITS>(blocks[n], j0 + jj));
+            for (r, row) in isum.iter_mut().enumerate() {
+                let a = (x.sq.as_ptr().add((i + r) * x.cols + first + jj * 4) as *const i32)
+                    .read_unaligned();
+                let a = _mm512_set1_epi32(a);
+                for (n, s) in row.iter_mut().enumerate() {
+                    *s = _mm512_dpbusd_epi32(*s, w[n], a);
+                }
+            }
+        }
+        for r in 0..R {
+            for n in 0..N {
+                let v = _mm512_cvtepi32_ps(isum[r][n]);
+                f[r][n] = _mm512_fmadd_ps(v, scale[n], f[r][n]);
+            }
+        }
+    }
+
+    /// Writes an `R × N` tile's sums to `out`, leaving out rows past the matrix's last.
+    #[inline(always)]
+    unsafe fn store_tile<const R: usize, const N: usize>(
+        m: &QMatrix,
+        acc: &[[__m512; N]; R],
+        out: *mut f32,
+        g: usize,
+        i: usize,
+    ) {
         for n in 0..N {
             let first = (g + n) * ROWS;
             let valid = (m.rows - first).min(ROWS);
@@ -929,6 +1153,80 @@ mod x86 {
         }
     }
 
+    /// `tile` for the K-quants, against the per-256 activations (see `matmul_scalar_super`
+    /// for the arithmetic). A pair of sub-blocks shares one load of their scales as 16-bit
+    /// pairs: the offsets' sum is one `vpdpwssd` per pair and activation row.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile_super<const BITS: u32, const SB: usize, const R: usize, const N: usize>(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g: usize,
+        i: usize,
+    ) {
+        let Scales::Super { d, sc } = &m.scales else {
+            return;
+        };
+        let (dmin, mins) = match &m.mins {
+            Mins::Super { dmin, m } => (Some(dmin), Some(m)),
+            _ => (None, None),
+        };
+        let nscales = m.cols / SB;
+        let nsuper = m.cols / 256;
+        let per_super = 256 / SB;
+        let sums = x.super_sums(SB);
+        let mut acc = [[_mm512_setzero_ps(); N]; R];
+        for b in 0..nsuper {
+            let mut f = [[_mm512_setzero_ps(); N]; R];
+            for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
+                let pairs: [__m512i; N] = std::array::from_fn(|n| {
+                    let at = pair_index(g + n, nscales, s0, 0);
+                    _mm512_cvtepi8_epi16(_mm256_loadu_si256(sc.as_ptr().add(at) as *const __m256i))
+                });
+                super_sub_block::<BITS, SB, R, N, 0>(m, x, g, i, s0, &pairs, &mut f);
+                super_sub_block::<BITS, SB, R, N, 1>(m, x, g, i, s0, &pairs, &mut f);
+            }
+            // The offsets' integer sum, after the sub-blocks so that its accumulators are
+            // not live next to theirs.
+            let mut mi = [[_mm512_setzero_si512(); N]; R];
+            for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
+                let offsets: [__m512i; N] = std::array::from_fn(|n| {
+                    let at = pair_index(g + n, nscales, s0, 0);
+                    match mins {
+                        Some(mins) => _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                            mins.as_ptr().add(at) as *const __m256i,
+                        )),
+                        None => _mm512_cvtepi8_epi16(_mm256_loadu_si256(
+                            sc.as_ptr().add(at) as *const __m256i
+                        )),
+                    }
+                });
+                for (r, row) in mi.iter_mut().enumerate() {
+                    let pair =
+                        (sums.as_ptr().add((i + r) * nscales + s0) as *const i32).read_unaligned();
+                    let pair = _mm512_set1_epi32(pair);
+                    for (n, v) in row.iter_mut().enumerate() {
+                        *v = _mm512_dpwssd_epi32(*v, offsets[n], pair);
+                    }
+                }
+            }
+            let dv: [__m512; N] = std::array::from_fn(|n| half16(d, ((g + n) * nsuper + b) * ROWS));
+            let dm: [__m512; N] = std::array::from_fn(|n| match dmin {
+                Some(dmin) => half16(dmin, ((g + n) * nsuper + b) * ROWS),
+                None => _mm512_mul_ps(dv[n], _mm512_set1_ps(32.0)),
+            });
+            for r in 0..R {
+                let da = _mm512_set1_ps(*x.sd.get_unchecked((i + r) * nsuper + b));
+                for n in 0..N {
+                    let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
+                    let t = _mm512_fmsub_ps(dv[n], f[r][n], u);
+                    acc[r][n] = _mm512_fmadd_ps(t, da, acc[r][n]);
+                }
+            }
+        }
+        store_tile(m, &acc, out, g, i);
+    }
+
     /// AVX2 (+FMA, F16C): 8 rows per register, `vpmaddubsw` + `vpmaddwd` for the products.
     /// # Safety
     /// As `matmul_vnni`, for AVX2, FMA and F16C.
@@ -940,6 +1238,9 @@ mod x86 {
         g0: usize,
         g1: usize,
     ) {
+        if m.is_super() {
+            return matmul_avx2_super(m, x, out, g0, g1);
+        }
         let kblocks = m.cols / KB;
         let nscales = m.cols / m.sb;
         let bb = block_bytes(m.bits);
@@ -976,17 +1277,12 @@ mod x86 {
                         }
                         let s = kb * (KB / m.sb) + half;
                         let da = _mm256_set1_ps(x.d[i * x.kblocks + kb]);
-                        let bs = _mm256_set1_ps(x.block_sum(i, s, m.sb));
+                        let bs = _mm256_set1_ps(x.block_sum(i, kb));
                         for h in 0..2 {
                             let at = (g * nscales + s) * ROWS + h * 8;
                             let sc = match &m.scales {
                                 Scales::F16(v) => half8(v, at),
-                                Scales::Super { d, sc, shift } => _mm256_mul_ps(
-                                    half8(d, super_index(at, *shift)),
-                                    _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_loadl_epi64(
-                                        sc.as_ptr().add(at) as *const __m128i,
-                                    ))),
-                                ),
+                                Scales::Super { .. } => _mm256_setzero_ps(),
                             };
                             let a = &mut acc[i * 2 + h];
                             let sum = _mm256_cvtepi32_ps(isum[h]);
@@ -998,20 +1294,127 @@ mod x86 {
                                     continue;
                                 }
                                 Mins::F16(v) => half8(v, at),
-                                Mins::Super { dmin, m, shift } => _mm256_sub_ps(
-                                    _mm256_setzero_ps(),
-                                    _mm256_mul_ps(
-                                        half8(dmin, super_index(at, *shift)),
-                                        _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(
-                                            m.as_ptr().add(at) as *const __m128i,
-                                        ))),
-                                    ),
-                                ),
+                                Mins::Super { .. } => _mm256_setzero_ps(),
                             };
                             let t = _mm256_mul_ps(sum, da);
                             *a = _mm256_fmadd_ps(sc, t, *a);
                             *a = _mm256_fmadd_ps(mn, bs, *a);
                         }
+                    }
+                }
+            }
+            for i in 0..x.n {
+                let mut lanes = [0f32; ROWS];
+                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i * 2]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[i * 2 + 1]);
+                for (r, v) in lanes.iter().enumerate().take(valid) {
+                    *out.add(i * m.rows + first + r) = *v;
+                }
+            }
+        }
+    }
+
+    /// The K-quants on the AVX2 path (the arithmetic of `matmul_scalar_super`): each block of
+    /// 32 inputs unpacked once for all rows of `x`, whose float and integer sums run on to the
+    /// end of the super-block.
+    /// # Safety
+    /// As `matmul_avx2`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn matmul_avx2_super(m: &QMatrix, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
+        let Scales::Super { d, sc } = &m.scales else {
+            return;
+        };
+        let (dmin, mins) = match &m.mins {
+            Mins::Super { dmin, m } => (Some(dmin), Some(m)),
+            _ => (None, None),
+        };
+        let kblocks = m.cols / KB;
+        let nscales = m.cols / m.sb;
+        let nsuper = m.cols / 256;
+        let per_kb = KB / m.sb;
+        let bb = block_bytes(m.bits);
+        let sums = x.super_sums(m.sb);
+        let mut unpacked = [0u8; KB * ROWS];
+        let mut acc = vec![_mm256_setzero_ps(); x.n * 2];
+        let mut f = vec![_mm256_setzero_ps(); x.n * 2];
+        let mut mi = vec![_mm256_setzero_si256(); x.n * 2];
+        for g in g0..g1 {
+            let first = g * ROWS;
+            let valid = (m.rows - first).min(ROWS);
+            acc.fill(_mm256_setzero_ps());
+            for kb in 0..kblocks {
+                let block = &m.values[(g * kblocks + kb) * bb..][..bb];
+                for r in 0..ROWS {
+                    for k in 0..KB {
+                        unpacked[(k / 4) * 64 + r * 4 + k % 4] = unpack_value(m.bits, block, r, k);
+                    }
+                }
+                for part in 0..per_kb {
+                    let s = kb * per_kb + part;
+                    // Sub-block s's scales and offset multipliers of rows h·8.., from the pairs.
+                    let factors = |h: usize| {
+                        let at = pair_index(g, nscales, s, h * 8) - (s & 1);
+                        let pairs = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            sc.as_ptr().add(at) as *const __m128i
+                        ));
+                        let offsets = match mins {
+                            Some(mins) => _mm256_cvtepu8_epi16(_mm_loadu_si128(
+                                mins.as_ptr().add(at) as *const __m128i,
+                            )),
+                            None => pairs,
+                        };
+                        let pick = |v: __m256i| {
+                            if s & 1 == 0 {
+                                _mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(v))
+                            } else {
+                                _mm256_srai_epi32::<16>(v)
+                            }
+                        };
+                        (_mm256_cvtepi32_ps(pick(pairs)), pick(offsets))
+                    };
+                    let halves = [factors(0), factors(1)];
+                    for i in 0..x.n {
+                        let mut isum = [_mm256_setzero_si256(); 2];
+                        for jj in 0..m.sb / 4 {
+                            let j = part * (m.sb / 4) + jj;
+                            let a = (x.sq.as_ptr().add(i * x.cols + kb * KB + j * 4) as *const i32)
+                                .read_unaligned();
+                            let a = _mm256_set1_epi32(a);
+                            for (h, v) in isum.iter_mut().enumerate() {
+                                let w = _mm256_loadu_si256(
+                                    unpacked.as_ptr().add(j * 64 + h * 32) as *const __m256i
+                                );
+                                *v = _mm256_add_epi32(*v, dot_u8_i8(w, a));
+                            }
+                        }
+                        let bs = _mm256_set1_epi32(sums[i * nscales + s] as i32);
+                        for (h, (scale, offset)) in halves.iter().enumerate() {
+                            let at = i * 2 + h;
+                            f[at] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]), *scale, f[at]);
+                            mi[at] = _mm256_add_epi32(mi[at], _mm256_mullo_epi32(*offset, bs));
+                        }
+                    }
+                }
+                if !((kb + 1) * KB).is_multiple_of(256) {
+                    continue;
+                }
+                // The end of a super-block.
+                let b = kb * KB / 256;
+                for h in 0..2 {
+                    let at = (g * nsuper + b) * ROWS + h * 8;
+                    let dv = half8(d, at);
+                    let dm = match dmin {
+                        Some(dmin) => half8(dmin, at),
+                        None => _mm256_mul_ps(dv, _mm256_set1_ps(32.0)),
+                    };
+                    for i in 0..x.n {
+                        let k = i * 2 + h;
+                        let da = _mm256_set1_ps(x.sd[i * nsuper + b]);
+                        let u = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(mi[k]));
+                        let t = _mm256_fmsub_ps(dv, f[k], u);
+                        acc[k] = _mm256_fmadd_ps(t, da, acc[k]);
+                        f[k] = _mm256_setzero_ps();
+                        mi[k] = _mm256_setzero_si256();
                     }
                 }
             }
@@ -1200,13 +1603,25 @@ mod tests {
         let mut infinite = vec![1.0; 32];
         infinite[30] = f32::INFINITY;
         blocks.push(infinite);
+        // And runs of 256 (the K-quants' activations), one value far larger than the rest.
+        for b in 0..4 {
+            let mut run: Vec<f32> = (0..256).map(|_| rng.float()).collect();
+            run[b * 60] = 300.0 * (b as f32 - 1.5);
+            blocks.push(run);
+        }
         for x in &blocks {
-            let mut scalar = [0i8; 32];
-            let want = quantize_block_scalar(x, &mut scalar);
-            let mut best = [0i8; 32];
-            let got = quantize_block(x, &mut best);
-            assert_eq!((got, best), (want, scalar), "{x:?}");
+            let mut scalar = vec![0i8; x.len()];
+            let mut want_sums = vec![0i32; x.len() / 16];
+            let want = quantize_run_scalar(x, &mut scalar, &mut want_sums);
+            let mut best = vec![0i8; x.len()];
+            let mut sums = vec![7i32; x.len() / 16];
+            let got = quantize_run(x, &mut best, &mut sums);
+            assert_eq!((got, &best, &sums), (want, &scalar, &want_sums), "{x:?}");
             assert!(scalar.iter().all(|&v| v != -128));
+            for (c, sum) in want_sums.iter().enumerate() {
+                let bytes: i32 = scalar[c * 16..][..16].iter().map(|&v| v as i32).sum();
+                assert_eq!(*sum, bytes);
+            }
         }
     }
 

@@ -898,10 +898,30 @@ fn attend_head<const HD: usize>(
         let n = pos + i + 1; // causal: this query sees positions 0..=pos+i
         let mut qa = [0f32; HD];
         qa.copy_from_slice(&q[i * q_stride..][..HD]);
-        for (sb, kb) in scores[..n.next_multiple_of(8)]
-            .chunks_exact_mut(8)
-            .zip(k.chunks_exact(HD))
+        let blocks = n.div_ceil(8);
+        let (wide, narrow) =
+            scores[..blocks * 8].split_at_mut((blocks / KEY_BLOCKS) * KEY_BLOCKS * 8);
+        let (k_wide, k_narrow) = k.split_at(wide.len() / 8 * HD);
+        // Several key blocks at once: each block's sum over the head's dimensions is a chain
+        // of dependent multiply-adds, and one chain alone leaves the FMA units idle.
+        for (sb, kb) in wide
+            .chunks_exact_mut(8 * KEY_BLOCKS)
+            .zip(k_wide.chunks_exact(HD * KEY_BLOCKS))
         {
+            let mut s = [[0f32; 8]; KEY_BLOCKS];
+            for (d, &qd) in qa.iter().enumerate() {
+                for (u, su) in s.iter_mut().enumerate() {
+                    let kd = &kb[u * HD + d];
+                    for l in 0..8 {
+                        su[l] = qd.mul_add(kd[l], su[l]);
+                    }
+                }
+            }
+            for (o, x) in sb.iter_mut().zip(s.as_flattened()) {
+                *o = x * scale;
+            }
+        }
+        for (sb, kb) in narrow.chunks_exact_mut(8).zip(k_narrow.chunks_exact(HD)) {
             let mut s8 = [0f32; 8];
             for (&qd, kd) in qa.iter().zip(kb) {
                 for l in 0..8 {
@@ -914,15 +934,23 @@ fn attend_head<const HD: usize>(
         }
         let sc = &mut scores[..n];
         vector::softmax(sc);
-        let mut acc = [0f32; HD];
-        for (&p, vj) in sc.iter().zip(v) {
-            for (a, &x) in acc.iter_mut().zip(vj) {
-                *a = p.mul_add(x, *a);
+        // 64 outputs at a time: their accumulators and the operands fit in the registers.
+        for (half, o) in o.chunks_exact_mut(OUT_CHUNK).enumerate() {
+            let mut acc = [0f32; OUT_CHUNK];
+            for (&p, vj) in sc.iter().zip(v) {
+                for (a, &x) in acc.iter_mut().zip(&vj[half * OUT_CHUNK..][..OUT_CHUNK]) {
+                    *a = p.mul_add(x, *a);
+                }
             }
+            o.copy_from_slice(&acc);
         }
-        o.copy_from_slice(&acc);
     }
 }
+
+/// Key blocks of eight whose scores one query computes together.
+const KEY_BLOCKS: usize = 4;
+/// Outputs of a head accumulated together (head sizes are multiples of it).
+const OUT_CHUNK: usize = 64;
 
 #[cfg(test)]
 mod tests {
@@ -984,5 +1012,54 @@ mod tests {
         // θ = [1, 100^(-1/2) = 0.1]; positions 2 and 3.
         close(&cos, &[2f32.cos(), 0.2f32.cos(), 3f32.cos(), 0.3f32.cos()]);
         close(&sin, &[2f32.sin(), 0.2f32.sin(), 3f32.sin(), 0.3f32.sin()]);
+    }
+
+    /// `attend_head` (keys in blocks of eight, several blocks per pass, outputs in chunks)
+    /// against softmax(q·Kᵀ·scale)·V written out, for both head sizes, with cached positions
+    /// before the new queries and key counts that leave a partial block.
+    fn attention_matches_the_definition<const HD: usize>() {
+        let value = |i: usize| ((i as f32 * 0.618_034).fract() - 0.5) * 2.0;
+        for (pos, t) in [(0, 1), (0, 7), (37, 3), (64, 9)] {
+            let n = pos + t;
+            let keys: Vec<f16> = (0..n * HD).map(|i| f16::from_f32(value(i))).collect();
+            let v: Vec<f32> = (0..n * HD).map(|i| value(i + 7919)).collect();
+            let q: Vec<f32> = (0..t * HD).map(|i| value(i + 104_729)).collect();
+            let scale = 1.0 / (HD as f32).sqrt();
+            let mut k = Vec::new();
+            transpose_keys::<HD>(&keys, &mut k);
+            let mut scores = vec![0f32; n.next_multiple_of(8)];
+            let mut out = vec![0f32; t * HD];
+            attend_head::<HD>(&k, &v, &mut scores, pos, scale, &q, HD, &mut out);
+            for i in 0..t {
+                let seen = pos + i + 1;
+                let logits: Vec<f64> = (0..seen)
+                    .map(|j| {
+                        (0..HD)
+                            .map(|d| q[i * HD + d] as f64 * keys[j * HD + d].to_f64())
+                            .sum::<f64>()
+                            * scale as f64
+                    })
+                    .collect();
+                let max = logits.iter().cloned().fold(f64::MIN, f64::max);
+                let weights: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for d in 0..HD {
+                    let want: f64 = (0..seen)
+                        .map(|j| weights[j] / total * v[j * HD + d] as f64)
+                        .sum();
+                    let got = out[i * HD + d] as f64;
+                    assert!(
+                        (got - want).abs() < 1e-4,
+                        "HD {HD}, pos {pos}, query {i}, dim {d}: {got} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attention_of_64_and_128_wide_heads_matches_the_definition() {
+        attention_matches_the_definition::<64>();
+        attention_matches_the_definition::<128>();
     }
 }
