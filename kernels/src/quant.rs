@@ -151,7 +151,17 @@ pub struct QMatrix {
     mins: Mins,
     /// Float weights, row-major (F32 and F16 tensors).
     dense: Vec<f32>,
+    /// Q6_K's values again as whole bytes, for prompt products (`WIDE_MIN_ROWS`): restoring
+    /// the 5th and 6th bits costs more there than reading a third more bytes.
+    wide: Option<Box<QMatrix>>,
 }
+
+/// Activation rows from which a product reads a matrix's whole-byte copy, when it has one.
+/// Generation (one row per conversation) reads the compact values: there bytes are the cost.
+const WIDE_MIN_ROWS: usize = 16;
+/// Q6_K matrices with more rows than this (the vocabulary projection, which prompt processing
+/// applies to the last position only) get no whole-byte copy.
+const WIDE_MAX_ROWS: usize = 65_536;
 
 /// Bytes of one 16-row × 32-input block of values.
 fn block_bytes(bits: u32) -> usize {
@@ -189,6 +199,7 @@ impl QMatrix {
             scales: Scales::F16(Vec::new()),
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
+            wide: None,
         };
         if !ty.is_quantized() {
             m.dense = vec![0.0; rows * cols];
@@ -257,7 +268,48 @@ impl QMatrix {
         if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
             m.pack_super_scales(data, row_bytes);
         }
+        if ty == GgmlType::Q6K && rows <= WIDE_MAX_ROWS {
+            m.wide = Some(Box::new(m.with_whole_bytes()));
+        }
         Ok(m)
+    }
+
+    /// The same matrix with its values stored as whole bytes (the layout of Q8_0's).
+    fn with_whole_bytes(&self) -> QMatrix {
+        let kblocks = self.cols / KB;
+        let (from, to) = (block_bytes(self.bits), block_bytes(8));
+        let mut values = vec![0u8; self.groups() * kblocks * to];
+        values
+            .par_chunks_mut(kblocks * to)
+            .zip(self.values.par_chunks(kblocks * from))
+            .for_each(|(wide, packed)| {
+                for (w, p) in wide.chunks_exact_mut(to).zip(packed.chunks_exact(from)) {
+                    let mut q = [0u8; KB];
+                    for r in 0..ROWS {
+                        for (k, v) in q.iter_mut().enumerate() {
+                            *v = unpack_value(self.bits, p, r, k);
+                        }
+                        pack_row(8, &q, r, w);
+                    }
+                }
+            });
+        QMatrix {
+            bits: 8,
+            values,
+            scales: self.scales.clone(),
+            mins: self.mins.clone(),
+            dense: Vec::new(),
+            wide: None,
+            ..*self
+        }
+    }
+
+    /// The copy of this matrix a product with `n` activation rows reads.
+    fn for_rows(&self, n: usize) -> &QMatrix {
+        match &self.wide {
+            Some(wide) if n >= WIDE_MIN_ROWS => wide,
+            _ => self,
+        }
     }
 
     /// The K-quants' scales in their compact form, straight from the file's blocks.
@@ -440,15 +492,33 @@ impl QMatrix {
         g0: usize,
         g1: usize,
     ) {
+        // Both copies have the same shape, row blocks and scales.
+        // SAFETY: as this function's.
+        unsafe { self.for_rows(x.n).matmul_blocks_of(path, x, out, g0, g1) }
+    }
+
+    /// `matmul_blocks` on this copy of the matrix.
+    ///
+    /// # Safety
+    /// As `matmul_blocks`.
+    unsafe fn matmul_blocks_of(
+        &self,
+        path: QuantPath,
+        x: &Activations,
+        out: *mut f32,
+        g0: usize,
+        g1: usize,
+    ) {
+        let m = self;
         match path {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: the caller checked the CPU and the shapes.
-            QuantPath::Avx512Vnni => unsafe { x86::matmul_vnni(self, x, out, g0, g1) },
+            QuantPath::Avx512Vnni => unsafe { x86::matmul_vnni(m, x, out, g0, g1) },
             #[cfg(target_arch = "x86_64")]
             // SAFETY: as above.
-            QuantPath::Avx2 => unsafe { x86::matmul_avx2(self, x, out, g0, g1) },
+            QuantPath::Avx2 => unsafe { x86::matmul_avx2(m, x, out, g0, g1) },
             // SAFETY: as above.
-            _ => unsafe { self.matmul_scalar(x, out, g0, g1) },
+            _ => unsafe { m.matmul_scalar(x, out, g0, g1) },
         }
     }
 
@@ -923,10 +993,8 @@ mod x86 {
             while i < x.n {
                 let mr = (x.n - i).min(MR);
                 match (m.bits, m.sb, mr, nb) {
-                    (b, 16, mr, nb) => {
-                        debug_assert_eq!(b, 6);
-                        dispatch_tile::<6, 16>(m, x, out, g, i, mr, nb)
-                    }
+                    (8, 16, mr, nb) => dispatch_tile::<8, 16>(m, x, out, g, i, mr, nb),
+                    (_, 16, mr, nb) => dispatch_tile::<6, 16>(m, x, out, g, i, mr, nb),
                     (4, _, mr, nb) => dispatch_tile::<4, 32>(m, x, out, g, i, mr, nb),
                     (5, _, mr, nb) => dispatch_tile::<5, 32>(m, x, out, g, i, mr, nb),
                     (6, _, mr, nb) => dispatch_tile::<6, 32>(m, x, out, g, i, mr, nb),
@@ -1575,6 +1643,40 @@ mod tests {
         ] {
             check(ty, 7, 20, 896, 60);
         }
+    }
+
+    #[test]
+    fn q6k_prompt_products_read_whole_bytes_with_the_same_result() {
+        let (rows, cols, n) = (40, 512, WIDE_MIN_ROWS + 3);
+        let data = ggml::synthetic_tensor(GgmlType::Q6K, rows, cols, 21);
+        let m = QMatrix::from_ggml(GgmlType::Q6K, rows, cols, &data).unwrap();
+        let wide = m.wide.as_deref().expect("a whole-byte copy");
+        assert_eq!((wide.bits, wide.values.len()), (8, m.values.len() / 3 * 4));
+        assert!(std::ptr::eq(m.for_rows(n), wide));
+        assert!(std::ptr::eq(m.for_rows(WIDE_MIN_ROWS - 1), &m));
+        let mut rng = Rng(3);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
+        let mut a = Activations::new();
+        a.quantize(&x, n, cols).unwrap();
+        for path in [QuantPath::Scalar, QuantPath::Avx2, QuantPath::Avx512Vnni] {
+            if !path.supported() {
+                continue;
+            }
+            let (mut compact, mut whole) = (vec![0f32; n * rows], vec![1f32; n * rows]);
+            // SAFETY: the path is supported, `out` holds n × rows, one task writes all.
+            unsafe {
+                m.matmul_blocks_of(path, &a, compact.as_mut_ptr(), 0, m.groups());
+                wide.matmul_blocks_of(path, &a, whole.as_mut_ptr(), 0, m.groups());
+            }
+            assert_eq!(compact, whole, "{path:?}");
+        }
+        // The vocabulary projection keeps one copy.
+        let big = WIDE_MAX_ROWS + 16;
+        let data = ggml::synthetic_tensor(GgmlType::Q6K, big, 256, 2);
+        assert!(QMatrix::from_ggml(GgmlType::Q6K, big, 256, &data)
+            .unwrap()
+            .wide
+            .is_none());
     }
 
     #[test]
