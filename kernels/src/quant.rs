@@ -399,6 +399,8 @@ impl QMatrix {
     }
 
     /// Scale `i` (`[row block][scale block][16 rows]`) of a format with one f16 per block.
+    /// The K-quants have no such scale (NaN, which no product could hide); their factors come
+    /// from `super_factors` and `sub_factors`.
     fn scale(&self, i: usize) -> f32 {
         match &self.scales {
             Scales::F16(v) => f16::from_bits(v[i]).to_f32(),
