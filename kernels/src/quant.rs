@@ -754,7 +754,8 @@ struct SendPtr(*mut f32);
 unsafe impl Send for SendPtr {}
 unsafe impl Sync for SendPtr {}
 
-/// Rows of activations quantized per block of 32 inputs for the quantized products.
+/// Rows of activations quantized for the quantized products: per block of 32 inputs, and per
+/// 256 (for the K-quants) when a row is a whole number of 256.
 #[derive(Debug, Clone, Default)]
 pub struct Activations {
     n: usize,
