@@ -1314,22 +1314,12 @@ mod x86 {
         }
         let kblocks = m.cols / KB;
         let nscales = m.cols / m.sb;
-        let bb = block_bytes(m.bits);
         let mut unpacked = [0u8; KB * ROWS];
         let mut acc = vec![_mm256_setzero_ps(); x.n * 2];
         for g in g0..g1 {
-            let first = g * ROWS;
-            let valid = (m.rows - first).min(ROWS);
             acc.fill(_mm256_setzero_ps());
             for kb in 0..kblocks {
-                let block = &m.values[(g * kblocks + kb) * bb..][..bb];
-                // Unpacked once per block for all rows of x; this fallback is kept simple, it
-                // is not the path that carries the speed targets.
-                for r in 0..ROWS {
-                    for k in 0..KB {
-                        unpacked[(k / 4) * 64 + r * 4 + k % 4] = unpack_value(m.bits, block, r, k);
-                    }
-                }
+                unpack_block_avx2(m, g, kb, &mut unpacked);
                 for i in 0..x.n {
                     for half in 0..KB / m.sb {
                         let mut isum = [_mm256_setzero_si256(); 2];
@@ -1374,14 +1364,7 @@ mod x86 {
                     }
                 }
             }
-            for i in 0..x.n {
-                let mut lanes = [0f32; ROWS];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i * 2]);
-                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[i * 2 + 1]);
-                for (r, v) in lanes.iter().enumerate().take(valid) {
-                    *out.add(i * m.rows + first + r) = *v;
-                }
-            }
+            store_rows_avx2(m, &acc, out, g);
         }
     }
 
@@ -1403,23 +1386,15 @@ mod x86 {
         let nscales = m.cols / m.sb;
         let nsuper = m.cols / 256;
         let per_kb = KB / m.sb;
-        let bb = block_bytes(m.bits);
         let sums = x.super_sums(m.sb);
         let mut unpacked = [0u8; KB * ROWS];
         let mut acc = vec![_mm256_setzero_ps(); x.n * 2];
         let mut f = vec![_mm256_setzero_ps(); x.n * 2];
         let mut mi = vec![_mm256_setzero_si256(); x.n * 2];
         for g in g0..g1 {
-            let first = g * ROWS;
-            let valid = (m.rows - first).min(ROWS);
             acc.fill(_mm256_setzero_ps());
             for kb in 0..kblocks {
-                let block = &m.values[(g * kblocks + kb) * bb..][..bb];
-                for r in 0..ROWS {
-                    for k in 0..KB {
-                        unpacked[(k / 4) * 64 + r * 4 + k % 4] = unpack_value(m.bits, block, r, k);
-                    }
-                }
+                unpack_block_avx2(m, g, kb, &mut unpacked);
                 for part in 0..per_kb {
                     let s = kb * per_kb + part;
                     // Sub-block s's scales and offset multipliers of rows h·8.., from the pairs.
@@ -1489,13 +1464,36 @@ mod x86 {
                     }
                 }
             }
-            for i in 0..x.n {
-                let mut lanes = [0f32; ROWS];
-                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[i * 2]);
-                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[i * 2 + 1]);
-                for (r, v) in lanes.iter().enumerate().take(valid) {
-                    *out.add(i * m.rows + first + r) = *v;
-                }
+            store_rows_avx2(m, &acc, out, g);
+        }
+    }
+
+    /// Block `kb` of row block `g` unpacked to one byte per value in the VNNI register order
+    /// (`[register][16 rows][4 inputs]`): once per block for all rows of `x` — the AVX2 paths
+    /// are kept simple, they do not carry the speed targets.
+    #[inline(always)]
+    fn unpack_block_avx2(m: &QMatrix, g: usize, kb: usize, unpacked: &mut [u8; KB * ROWS]) {
+        let bb = block_bytes(m.bits);
+        let block = &m.values[(g * (m.cols / KB) + kb) * bb..][..bb];
+        for r in 0..ROWS {
+            for k in 0..KB {
+                unpacked[(k / 4) * 64 + r * 4 + k % 4] = unpack_value(m.bits, block, r, k);
+            }
+        }
+    }
+
+    /// Writes row block `g`'s sums (two 8-row registers per activation row) to `out`, leaving
+    /// out rows past the matrix's last.
+    #[inline(always)]
+    unsafe fn store_rows_avx2(m: &QMatrix, acc: &[__m256], out: *mut f32, g: usize) {
+        let first = g * ROWS;
+        let valid = (m.rows - first).min(ROWS);
+        for (i, pair) in acc.chunks_exact(2).enumerate() {
+            let mut lanes = [0f32; ROWS];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), pair[0]);
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), pair[1]);
+            for (r, v) in lanes.iter().enumerate().take(valid) {
+                *out.add(i * m.rows + first + r) = *v;
             }
         }
     }
