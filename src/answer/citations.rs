@@ -67,6 +67,23 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
             out.dropped += markers.len();
             continue;
         }
+        let overlap = |n: usize| -> f64 {
+            let found = words
+                .iter()
+                .filter(|w| source_words[n - 1].contains(*w))
+                .count();
+            found as f64 / words.len().max(1) as f64
+        };
+        // A sentence that turns around what a source it matches says ("we sell your data"
+        // where the page says "we never sell your personal data") is as costly as a wrong
+        // figure, and as easy for a small model to write: it is not shown.
+        if (1..=sources.len())
+            .any(|n| overlap(n) >= MIN_SUPPORT && contradicts(&bare, &source_texts[n - 1]))
+        {
+            tracing::debug!("left out a sentence that turns its source around: {bare}");
+            out.dropped += markers.len();
+            continue;
+        }
         let support = |n: usize| -> f64 {
             // "Yes [1]." claims nothing a source could be checked against: its marker goes,
             // so an answer made only of such sentences has no supported citation.
@@ -77,11 +94,7 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
             if !gives(n - 1) {
                 return 0.0;
             }
-            let found = words
-                .iter()
-                .filter(|w| source_words[n - 1].contains(*w))
-                .count();
-            found as f64 / words.len() as f64
+            overlap(n)
         };
         // One source per claim: of the markers whose source supports the sentence, the best
         // supporting one stays (the first given on a tie).
@@ -269,14 +282,107 @@ fn figures(text: &str) -> HashSet<Figure> {
 /// Lower-case words of three or more letters or digits, not stop words, with a plural "s"
 /// taken off: what a sentence claims, roughly.
 pub fn content_words(text: &str) -> HashSet<String> {
-    tokens(text)
-        .filter(|w| w.chars().count() >= 3 || w.chars().all(|c| c.is_ascii_digit()))
-        .filter(|w| !crate::kb::search::STOP_WORDS.contains(&w.as_str()))
-        .map(|w| match w.strip_suffix('s') {
-            Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),
-            _ => w,
-        })
-        .collect()
+    tokens(text).filter_map(content_word).collect()
+}
+
+/// `token` (lower case) as a content word, or `None` for a stop word or a short one.
+fn content_word(token: String) -> Option<String> {
+    if token.chars().count() < 3 && !token.chars().all(|c| c.is_ascii_digit()) {
+        return None;
+    }
+    if crate::kb::search::STOP_WORDS.contains(&token.as_str()) {
+        return None;
+    }
+    Some(match token.strip_suffix('s') {
+        Some(stem) if stem.len() >= 3 && !stem.ends_with('s') => stem.to_string(),
+        _ => token,
+    })
+}
+
+/// Tokens that turn a statement around; "don't" and "can't" leave a "t" token.
+fn is_negation(token: &str) -> bool {
+    matches!(
+        token,
+        "not" | "no" | "never" | "cannot" | "nothing" | "nobody" | "neither" | "nor" | "t"
+    )
+}
+
+/// `text` without what stands between double quotes: a quoted "No information" names a
+/// status or a button, it does not negate anything.
+fn unquoted(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut quoted = false;
+    for c in text.chars() {
+        match c {
+            '"' => quoted = !quoted,
+            '“' => quoted = true,
+            '”' => quoted = false,
+            _ if !quoted => out.push(c),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Share of a sentence's content words that one source sentence must hold for their
+/// negations to be compared: below it, the sentences are not saying the same thing, and a
+/// negation in one says nothing about the other.
+const CONTRADICTION_MATCH: f64 = 0.75;
+
+/// Tokens before a source sentence's first matching word that a negation may stand in and
+/// still bear on it ("we never sell", "we don't share").
+const NEGATION_REACH: usize = 3;
+
+/// Whether `sentence` is negated where the `source` sentence that matches most of its content
+/// words (at least `CONTRADICTION_MATCH` of them) is not, or the other way round. Only the stretch of that source sentence from just
+/// before its first matching word to its last counts, so a negation elsewhere in it ("if you
+/// didn't ask for it, … your password stays the same") does not. A leading "Yes" or "No"
+/// answers the customer and is not part of the claim.
+fn contradicts(sentence: &str, source: &str) -> bool {
+    let sentence = unquoted(sentence);
+    let source = unquoted(source);
+    let mut said: Vec<String> = tokens(&sentence).collect();
+    if matches!(said.first().map(String::as_str), Some("yes" | "no")) {
+        said.remove(0);
+    }
+    let negated = said.iter().any(|t| is_negation(t));
+    let words: HashSet<String> = said
+        .into_iter()
+        .filter(|t| !is_negation(t))
+        .filter_map(content_word)
+        .collect();
+    if words.len() < MIN_CLAIM_WORDS {
+        return false;
+    }
+    // (distinct words matched, negated) of the best-matching source sentence.
+    let mut best: Option<(usize, bool)> = None;
+    for line in sentences(&source) {
+        let toks: Vec<String> = tokens(line).collect();
+        let hits: Vec<(usize, String)> = toks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, t)| content_word(t.clone()).map(|w| (i, w)))
+            .filter(|(_, w)| words.contains(w))
+            .collect();
+        let (Some((first, _)), Some((last, _))) = (hits.first(), hits.last()) else {
+            continue;
+        };
+        let matched = hits.iter().map(|(_, w)| w).collect::<HashSet<_>>().len();
+        let negated_there = toks[first.saturating_sub(NEGATION_REACH)..=*last]
+            .iter()
+            .any(|t| is_negation(t));
+        if best.is_none_or(|(n, _)| matched > n) {
+            best = Some((matched, negated_there));
+        }
+    }
+    match best {
+        Some((matched, negated_there))
+            if matched as f64 >= CONTRADICTION_MATCH * words.len() as f64 =>
+        {
+            negated_there != negated
+        }
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -431,6 +537,41 @@ mod tests {
         );
         assert_eq!(c.cited, vec![3]);
         assert_eq!(c.dropped, 1);
+    }
+
+    #[test]
+    fn a_sentence_that_turns_its_source_around_is_not_shown() {
+        let sources = vec![source(
+            "We never sell your personal data, and we don't share it with other companies. \
+             If you received a reset email you didn't ask for, ignore it: your password stays \
+             the same unless someone clicks the link.",
+        )];
+        let checked = check(
+            "Yes, we sell your personal data to other companies. [1] Your password stays the \
+             same unless someone clicks the link. [1]",
+            &sources,
+        );
+        assert_eq!(
+            checked.text,
+            "Your password stays the same unless someone clicks the link [1]."
+        );
+        let checked = check(
+            "No, we never sell your personal data to other companies. [1]",
+            &sources,
+        );
+        assert_eq!(checked.cited, [1], "{checked:?}");
+        assert!(contradicts(
+            "You can share your personal data with other companies.",
+            "We don't share your personal data with other companies."
+        ));
+        assert!(!contradicts(
+            "We do not share your personal data with other companies.",
+            "We don't share your personal data with other companies."
+        ));
+        assert!(!contradicts(
+            "If tracking says \"No information\", wait a day.",
+            "Tracking says “No information available yet”: wait a day."
+        ));
     }
 
     #[test]

@@ -14,6 +14,8 @@ pub enum HandoffReason {
     NotInSources,
     /// The model's answer had no citation that a source supports.
     Unsupported,
+    /// The answer the sources support does not address the question.
+    OffQuestion,
 }
 
 impl HandoffReason {
@@ -27,6 +29,7 @@ impl HandoffReason {
             HandoffReason::Unsupported => {
                 "the drafted answer was not supported by the retrieved articles"
             }
+            HandoffReason::OffQuestion => "the drafted answer did not address the question",
         }
     }
 }

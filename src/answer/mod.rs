@@ -12,6 +12,7 @@ pub mod guard;
 pub mod handoff;
 pub mod persona;
 pub mod prompt;
+pub mod scope;
 
 use crate::kb::{KbError, Mode, Searcher};
 use crate::runtime::{
@@ -197,6 +198,8 @@ pub struct Pending {
     /// The prompt tokens (system message first, so its KV state can be reused).
     pub prompt: Vec<u32>,
     question: String,
+    /// What was searched for: the question, with the one it follows up on.
+    query: String,
     conversation: Vec<Turn>,
     confidence: f64,
     sources: Vec<Source>,
@@ -358,6 +361,7 @@ impl Support {
         Ok(Prepared::Generate(Pending {
             prompt,
             question: question.to_string(),
+            query,
             conversation,
             confidence,
             sources,
@@ -372,6 +376,7 @@ impl Support {
     pub fn finish(&self, pending: Pending, generation: &Generation) -> Answer {
         let Pending {
             question,
+            query,
             conversation,
             confidence,
             sources,
@@ -405,6 +410,17 @@ impl Support {
             return self.hand_off(
                 &question,
                 reason,
+                conversation,
+                confidence,
+                timings,
+                Some(draft),
+                sources,
+            );
+        }
+        if !scope::addresses(&checked.text, &query) {
+            return self.hand_off(
+                &question,
+                HandoffReason::OffQuestion,
                 conversation,
                 confidence,
                 timings,

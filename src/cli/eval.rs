@@ -120,10 +120,9 @@ fn answers(ctx: &Context, args: AnswersArgs) -> anyhow::Result<ExitCode> {
                     "unanswerable"
                 },
                 if a.handoff { "hand-off" } else { "answered" },
-                if cited.is_empty() {
-                    "no citation".to_string()
-                } else {
-                    cited.join(", ")
+                match &a.ticket {
+                    Some(t) => t.reason.describe().to_string(),
+                    None => cited.join(", "),
                 }
             );
         }

@@ -819,8 +819,6 @@ fn attention(
         let base = g * cache.capacity * hd;
         let keys = &cache.k[layer][base..base + kv_len * hd];
         cache.v[layer][base..base + kv_len * hd].convert_to_f32_slice(resize(v, kv_len * hd));
-        // Scores are written eight keys at a time (the tail block is padded).
-        let scores = resize(scores, kv_len.next_multiple_of(8));
         // Query i of this head is q[i·q_dim + h·hd..][..hd].
         let q = &q[h * hd..];
         // Head sizes known at compile time keep a query and its output in registers.
@@ -834,6 +832,7 @@ fn attention(
                 attend_head::<128>(k, v, scores, pos, scale, q, q_dim, out)
             }
             _ => {
+                let scores = resize(scores, kv_len);
                 keys.convert_to_f32_slice(resize(k, kv_len * hd));
                 for i in 0..t {
                     let n = pos + i + 1; // causal: this query sees positions 0..=pos+i
@@ -858,7 +857,8 @@ fn attention(
 /// multiply-adds with no horizontal sums.
 fn transpose_keys<const HD: usize>(keys: &[f16], out: &mut Vec<f32>) {
     let n = keys.len() / HD;
-    let blocks = n.div_ceil(8);
+    // An even number of blocks: `attend_queries` reads them in pairs.
+    let blocks = n.div_ceil(16) * 2;
     let out = resize(out, blocks * HD * 8);
     let mut row = [0f32; HD];
     for (j, key) in keys.chunks_exact(HD).enumerate() {
@@ -882,6 +882,131 @@ fn transpose_keys<const HD: usize>(keys: &[f16], out: &mut Vec<f32>) {
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_head<const HD: usize>(
+    k: &[f32],
+    v: &[f32],
+    scores: &mut Vec<f32>,
+    pos: usize,
+    scale: f32,
+    q: &[f32],
+    q_stride: usize,
+    out: &mut [f32],
+) {
+    let t = out.len() / HD;
+    // Prompts: QUERY_BLOCK queries per pass over the keys and values (the last block padded).
+    // One query at a time reads every key and value from the L2 cache per multiply-add, and
+    // the cache, not the FMA units, then sets the pace.
+    let blocked = if t >= 2 { t } else { 0 };
+    let (out_blocked, out_single) = out.split_at_mut(blocked * HD);
+    for (b, o) in out_blocked.chunks_mut(QUERY_BLOCK * HD).enumerate() {
+        let first = b * QUERY_BLOCK;
+        attend_queries::<HD>(
+            k,
+            v,
+            scores,
+            pos + first,
+            scale,
+            &q[first * q_stride..],
+            q_stride,
+            o,
+        );
+    }
+    if out_single.is_empty() {
+        return;
+    }
+    let scores = resize(scores, (pos + t).next_multiple_of(8));
+    attend_one_by_one::<HD>(
+        k,
+        v,
+        scores,
+        pos + blocked,
+        scale,
+        &q[blocked * q_stride..],
+        q_stride,
+        out_single,
+    );
+}
+
+/// Up to `QUERY_BLOCK` consecutive queries of one head (`out.len() / HD` of them), the first
+/// at position `pos`, against the keys and values together: a pair of key blocks' scores for
+/// four queries are eight independent sums per dimension, and a value row read once serves
+/// four outputs.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_queries<const HD: usize>(
+    k: &[f32],
+    v: &[f32],
+    scores: &mut Vec<f32>,
+    pos: usize,
+    scale: f32,
+    q: &[f32],
+    q_stride: usize,
+    out: &mut [f32],
+) {
+    const PV_CHUNK: usize = 16;
+    let nq = out.len() / HD;
+    // Missing queries of a short last block repeat the last one; their outputs are not kept.
+    let mut qa = [[0f32; HD]; QUERY_BLOCK];
+    for (u, qu) in qa.iter_mut().enumerate() {
+        qu.copy_from_slice(&q[u.min(nq - 1) * q_stride..][..HD]);
+    }
+    let n_max = pos + nq; // the last query sees positions 0..pos+nq
+    let pairs = n_max.div_ceil(16);
+    let stride = pairs * 16;
+    let scores = resize(scores, QUERY_BLOCK * stride);
+    // k: `[block][HD][8]` from `transpose_keys`, an even number of blocks.
+    let (k, _) = k.as_chunks::<8>();
+    for p in 0..pairs {
+        let kb = &k[p * 2 * HD..][..2 * HD];
+        let mut s = [[[0f32; 8]; 2]; QUERY_BLOCK];
+        for d in 0..HD {
+            let (k0, k1) = (&kb[d], &kb[HD + d]);
+            for (su, qu) in s.iter_mut().zip(&qa) {
+                let qd = qu[d];
+                for l in 0..8 {
+                    su[0][l] = qd.mul_add(k0[l], su[0][l]);
+                    su[1][l] = qd.mul_add(k1[l], su[1][l]);
+                }
+            }
+        }
+        for (u, su) in s.iter().enumerate() {
+            for (o, x) in scores[u * stride + p * 16..][..16]
+                .iter_mut()
+                .zip(su.as_flattened())
+            {
+                *o = x * scale;
+            }
+        }
+    }
+    // Each query's probabilities over the positions it sees; zero past them, so that the
+    // shared pass over the values below adds nothing for keys a query may not see.
+    for u in 0..QUERY_BLOCK {
+        let row = &mut scores[u * stride..][..stride];
+        let n = (pos + u.min(nq - 1) + 1).min(n_max);
+        vector::softmax(&mut row[..n]);
+        row[n..].fill(0.0);
+    }
+    let (v, _) = v.as_chunks::<HD>();
+    for c in 0..HD / PV_CHUNK {
+        let mut acc = [[0f32; PV_CHUNK]; QUERY_BLOCK];
+        for (j, vj) in v[..n_max].iter().enumerate() {
+            let vc = &vj[c * PV_CHUNK..][..PV_CHUNK];
+            for (u, au) in acc.iter_mut().enumerate() {
+                let p = scores[u * stride + j];
+                for (a, &x) in au.iter_mut().zip(vc) {
+                    *a = p.mul_add(x, *a);
+                }
+            }
+        }
+        for (u, au) in acc.iter().enumerate().take(nq) {
+            out[u * HD + c * PV_CHUNK..][..PV_CHUNK].copy_from_slice(au);
+        }
+    }
+}
+
+/// The queries of one head one at a time (generation's single query, a prompt's last).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn attend_one_by_one<const HD: usize>(
     k: &[f32],
     v: &[f32],
     scores: &mut [f32],
@@ -949,6 +1074,8 @@ fn attend_head<const HD: usize>(
 
 /// Key blocks of eight whose scores one query computes together.
 const KEY_BLOCKS: usize = 4;
+/// Queries of one head that a prompt's attention takes through the keys together.
+const QUERY_BLOCK: usize = 4;
 /// Outputs of a head accumulated together (head sizes are multiples of it).
 const OUT_CHUNK: usize = 64;
 
@@ -1019,23 +1146,26 @@ mod tests {
     /// before the new queries and key counts that leave a partial block.
     fn attention_matches_the_definition<const HD: usize>() {
         let value = |i: usize| ((i as f32 * 0.618_034).fract() - 0.5) * 2.0;
-        for (pos, t) in [(0, 1), (0, 7), (37, 3), (64, 9)] {
+        for (pos, t) in [(0, 1), (0, 7), (37, 3), (64, 9), (5, 2), (0, 16), (3, 17)] {
             let n = pos + t;
             let keys: Vec<f16> = (0..n * HD).map(|i| f16::from_f32(value(i))).collect();
             let v: Vec<f32> = (0..n * HD).map(|i| value(i + 7919)).collect();
-            let q: Vec<f32> = (0..t * HD).map(|i| value(i + 104_729)).collect();
+            // Two heads' queries interleaved, as the model lays them out; the second is used.
+            let q_stride = 2 * HD;
+            let q: Vec<f32> = (0..t * q_stride).map(|i| value(i + 104_729)).collect();
+            let q = &q[HD..];
             let scale = 1.0 / (HD as f32).sqrt();
             let mut k = Vec::new();
             transpose_keys::<HD>(&keys, &mut k);
-            let mut scores = vec![0f32; n.next_multiple_of(8)];
+            let mut scores = Vec::new();
             let mut out = vec![0f32; t * HD];
-            attend_head::<HD>(&k, &v, &mut scores, pos, scale, &q, HD, &mut out);
+            attend_head::<HD>(&k, &v, &mut scores, pos, scale, q, q_stride, &mut out);
             for i in 0..t {
                 let seen = pos + i + 1;
                 let logits: Vec<f64> = (0..seen)
                     .map(|j| {
                         (0..HD)
-                            .map(|d| q[i * HD + d] as f64 * keys[j * HD + d].to_f64())
+                            .map(|d| q[i * q_stride + d] as f64 * keys[j * HD + d].to_f64())
                             .sum::<f64>()
                             * scale as f64
                     })
