@@ -1246,7 +1246,16 @@ mod x86 {
         let nsuper = m.cols / 256;
         let per_super = 256 / SB;
         let sums = x.super_sums(SB);
-        let mut acc = [[_mm512_setzero_ps(); N]; R];
+        // The tile's sums live in `out` between super-blocks: kept in registers next to the
+        // integer and float sums of a super-block, they were spilled inside its loop.
+        let masks: [__mmask16; N] = std::array::from_fn(|n| {
+            let valid = (m.rows - (g + n) * ROWS).min(ROWS);
+            if valid == ROWS {
+                0xffff
+            } else {
+                (1u16 << valid) - 1
+            }
+        });
         for b in 0..nsuper {
             let mut f = [[_mm512_setzero_ps(); N]; R];
             for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
@@ -1291,11 +1300,16 @@ mod x86 {
                 for n in 0..N {
                     let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
                     let t = _mm512_fmsub_ps(dv[n], f[r][n], u);
-                    acc[r][n] = _mm512_fmadd_ps(t, da, acc[r][n]);
+                    let at = out.add((i + r) * m.rows + (g + n) * ROWS);
+                    let before = if b == 0 {
+                        _mm512_setzero_ps()
+                    } else {
+                        _mm512_maskz_loadu_ps(masks[n], at)
+                    };
+                    _mm512_mask_storeu_ps(at, masks[n], _mm512_fmadd_ps(t, da, before));
                 }
             }
         }
-        store_tile(m, &acc, out, g, i);
     }
 
     /// AVX2 (+FMA, F16C): 8 rows per register, `vpmaddubsw` + `vpmaddwd` for the products.
