@@ -125,6 +125,9 @@ enum Mins {
     },
 }
 
+/// `QMatrix::super_scales`: `(d, sc, Some((dmin, mins)))` for Q4_K, `None` offsets for Q6_K.
+type SuperScales<'a> = (&'a [u16], &'a [i8], Option<(&'a [u16], &'a [u8])>);
+
 /// Where sub-block `s`'s scale (or min) for row `r` of row block `g` is kept: the K-quants
 /// store them `[row block][pair of sub-blocks][16 rows][2]`, so the two sub-blocks of a pair
 /// are one 16-bit pair per row — the operand of a `vpdpwssd` against two activation sums.
@@ -446,6 +449,19 @@ impl QMatrix {
         }
     }
 
+    /// A K-quant matrix's compact scales, `(d, sc, Q4_K's (dmin, mins))` in the layouts of
+    /// `Scales::Super` and `Mins::Super`; `None` for the other formats.
+    fn super_scales(&self) -> Option<SuperScales<'_>> {
+        let Scales::Super { d, sc } = &self.scales else {
+            return None;
+        };
+        let offsets = match &self.mins {
+            Mins::Super { dmin, m } => Some((dmin.as_slice(), m.as_slice())),
+            _ => None,
+        };
+        Some((d, sc, offsets))
+    }
+
     fn is_super(&self) -> bool {
         matches!(self.scales, Scales::Super { .. })
     }
@@ -481,29 +497,13 @@ impl QMatrix {
         Ok(())
     }
 
-    /// Row blocks `g0..g1` of `out = x · Wᵀ` on `path` (which this CPU supports).
+    /// Row blocks `g0..g1` of `out = x · Wᵀ` on `path` (which this CPU supports), read from
+    /// this copy of the matrix (see `for_rows`).
     ///
     /// # Safety
     /// Shapes checked by `check_product`; `out` holds `x.n × self.rows` values and no other
     /// task writes these row blocks.
     unsafe fn matmul_blocks(
-        &self,
-        path: QuantPath,
-        x: &Activations,
-        out: *mut f32,
-        g0: usize,
-        g1: usize,
-    ) {
-        // Both copies have the same shape, row blocks and scales.
-        // SAFETY: as this function's.
-        unsafe { self.for_rows(x.n).matmul_blocks_of(path, x, out, g0, g1) }
-    }
-
-    /// `matmul_blocks` on this copy of the matrix.
-    ///
-    /// # Safety
-    /// As `matmul_blocks`.
-    unsafe fn matmul_blocks_of(
         &self,
         path: QuantPath,
         x: &Activations,
@@ -706,9 +706,10 @@ pub fn matmul_each_with(
         .collect();
     tasks.into_par_iter().for_each(|(i, g0, g1)| {
         let (m, out) = (outs[i].0, outs[i].1);
-        // SAFETY: `path` is supported; shapes were checked above; tasks write disjoint row
-        // blocks of their own matrix's output.
-        unsafe { m.matmul_blocks(path, x, out.0, g0, g1) }
+        // SAFETY: `path` is supported; shapes were checked above (both copies of a matrix
+        // have the same shape, row blocks and scales); tasks write disjoint row blocks of
+        // their own matrix's output.
+        unsafe { m.for_rows(x.n).matmul_blocks(path, x, out.0, g0, g1) }
     });
     Ok(())
 }
@@ -1235,13 +1236,10 @@ mod x86 {
         g: usize,
         i: usize,
     ) {
-        let Scales::Super { d, sc } = &m.scales else {
+        let Some((d, sc, offsets)) = m.super_scales() else {
             return;
         };
-        let (dmin, mins) = match &m.mins {
-            Mins::Super { dmin, m } => (Some(dmin), Some(m)),
-            _ => (None, None),
-        };
+        let (dmin, mins) = offsets.unzip();
         let nscales = m.cols / SB;
         let nsuper = m.cols / 256;
         let per_super = 256 / SB;
@@ -1389,13 +1387,10 @@ mod x86 {
     /// As `matmul_avx2`.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn matmul_avx2_super(m: &QMatrix, x: &Activations, out: *mut f32, g0: usize, g1: usize) {
-        let Scales::Super { d, sc } = &m.scales else {
+        let Some((d, sc, offsets)) = m.super_scales() else {
             return;
         };
-        let (dmin, mins) = match &m.mins {
-            Mins::Super { dmin, m } => (Some(dmin), Some(m)),
-            _ => (None, None),
-        };
+        let (dmin, mins) = offsets.unzip();
         let kblocks = m.cols / KB;
         let nscales = m.cols / m.sb;
         let nsuper = m.cols / 256;
@@ -1680,8 +1675,8 @@ mod tests {
             let (mut compact, mut whole) = (vec![0f32; n * rows], vec![1f32; n * rows]);
             // SAFETY: the path is supported, `out` holds n × rows, one task writes all.
             unsafe {
-                m.matmul_blocks_of(path, &a, compact.as_mut_ptr(), 0, m.groups());
-                wide.matmul_blocks_of(path, &a, whole.as_mut_ptr(), 0, m.groups());
+                m.matmul_blocks(path, &a, compact.as_mut_ptr(), 0, m.groups());
+                wide.matmul_blocks(path, &a, whole.as_mut_ptr(), 0, m.groups());
             }
             assert_eq!(compact, whole, "{path:?}");
         }

@@ -37,6 +37,8 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
     let source_words: Vec<HashSet<String>> =
         source_texts.iter().map(|t| content_words(t)).collect();
     let source_figures: Vec<HashSet<Figure>> = source_texts.iter().map(|t| figures(t)).collect();
+    let source_lines: Vec<Vec<Vec<String>>> =
+        source_texts.iter().map(|t| sentence_tokens(t)).collect();
     let mut out = Checked {
         text: String::new(),
         cited: Vec::new(),
@@ -77,8 +79,9 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
         // A sentence that turns around what a source it matches says ("we sell your data"
         // where the page says "we never sell your personal data") is as costly as a wrong
         // figure, and as easy for a small model to write: it is not shown.
+        let polarity = Polarity::of(&bare);
         if (1..=sources.len())
-            .any(|n| overlap(n) >= MIN_SUPPORT && contradicts(&bare, &source_texts[n - 1]))
+            .any(|n| overlap(n) >= MIN_SUPPORT && polarity.contradicts(&source_lines[n - 1]))
         {
             tracing::debug!("left out a sentence that turns its source around: {bare}");
             out.dropped += markers.len();
@@ -333,55 +336,77 @@ const CONTRADICTION_MATCH: f64 = 0.75;
 /// still bear on it ("we never sell", "we don't share").
 const NEGATION_REACH: usize = 3;
 
-/// Whether `sentence` is negated where the `source` sentence that matches most of its content
-/// words (at least `CONTRADICTION_MATCH` of them) is not, or the other way round. Only the stretch of that source sentence from just
-/// before its first matching word to its last counts, so a negation elsewhere in it ("if you
-/// didn't ask for it, … your password stays the same") does not. A leading "Yes" or "No"
-/// answers the customer and is not part of the claim.
-fn contradicts(sentence: &str, source: &str) -> bool {
-    let sentence = unquoted(sentence);
-    let source = unquoted(source);
-    let mut said: Vec<String> = tokens(&sentence).collect();
-    if matches!(said.first().map(String::as_str), Some("yes" | "no")) {
-        said.remove(0);
-    }
-    let negated = said.iter().any(|t| is_negation(t));
-    let words: HashSet<String> = said
+/// The tokens of each sentence of `text`, quoted text left out: what
+/// [`Polarity::contradicts`] reads of a source, made once per check.
+fn sentence_tokens(text: &str) -> Vec<Vec<String>> {
+    sentences(&unquoted(text))
         .into_iter()
-        .filter(|t| !is_negation(t))
-        .filter_map(content_word)
-        .collect();
-    if words.len() < MIN_CLAIM_WORDS {
-        return false;
-    }
-    // (distinct words matched, negated) of the best-matching source sentence.
-    let mut best: Option<(usize, bool)> = None;
-    for line in sentences(&source) {
-        let toks: Vec<String> = tokens(line).collect();
-        let hits: Vec<(usize, String)> = toks
-            .iter()
-            .enumerate()
-            .filter_map(|(i, t)| content_word(t.clone()).map(|w| (i, w)))
-            .filter(|(_, w)| words.contains(w))
-            .collect();
-        let (Some((first, _)), Some((last, _))) = (hits.first(), hits.last()) else {
-            continue;
-        };
-        let matched = hits.iter().map(|(_, w)| w).collect::<HashSet<_>>().len();
-        let negated_there = toks[first.saturating_sub(NEGATION_REACH)..=*last]
-            .iter()
-            .any(|t| is_negation(t));
-        if best.is_none_or(|(n, _)| matched > n) {
-            best = Some((matched, negated_there));
+        .map(|line| tokens(line).collect())
+        .collect()
+}
+
+/// What a sentence claims, for comparing negations: whether it is negated, and its content
+/// words other than the negations. Quoted text and a leading "Yes" or "No" (which answers the
+/// customer) are not part of the claim.
+struct Polarity {
+    negated: bool,
+    words: HashSet<String>,
+}
+
+impl Polarity {
+    fn of(sentence: &str) -> Polarity {
+        let mut said: Vec<String> = tokens(&unquoted(sentence)).collect();
+        if matches!(said.first().map(String::as_str), Some("yes" | "no")) {
+            said.remove(0);
+        }
+        Polarity {
+            negated: said.iter().any(|t| is_negation(t)),
+            words: said
+                .into_iter()
+                .filter(|t| !is_negation(t))
+                .filter_map(content_word)
+                .collect(),
         }
     }
-    match best {
-        Some((matched, negated_there))
-            if matched as f64 >= CONTRADICTION_MATCH * words.len() as f64 =>
-        {
-            negated_there != negated
+
+    /// Whether this claim is negated where the source sentence (of `lines`, from
+    /// `sentence_tokens`) that holds most of its content words, at least
+    /// `CONTRADICTION_MATCH` of them, is not, or the other way round. Only the stretch of that
+    /// source sentence from just before its first matching word to its last counts, so a
+    /// negation elsewhere in it ("if you didn't ask for it, … your password stays the same")
+    /// does not.
+    fn contradicts(&self, lines: &[Vec<String>]) -> bool {
+        if self.words.len() < MIN_CLAIM_WORDS {
+            return false;
         }
-        _ => false,
+        // (distinct words matched, negated) of the best-matching source sentence.
+        let mut best: Option<(usize, bool)> = None;
+        for toks in lines {
+            let hits: Vec<(usize, String)> = toks
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| content_word(t.clone()).map(|w| (i, w)))
+                .filter(|(_, w)| self.words.contains(w))
+                .collect();
+            let (Some((first, _)), Some((last, _))) = (hits.first(), hits.last()) else {
+                continue;
+            };
+            let matched = hits.iter().map(|(_, w)| w).collect::<HashSet<_>>().len();
+            let negated_there = toks[first.saturating_sub(NEGATION_REACH)..=*last]
+                .iter()
+                .any(|t| is_negation(t));
+            if best.is_none_or(|(n, _)| matched > n) {
+                best = Some((matched, negated_there));
+            }
+        }
+        match best {
+            Some((matched, negated_there))
+                if matched as f64 >= CONTRADICTION_MATCH * self.words.len() as f64 =>
+            {
+                negated_there != self.negated
+            }
+            _ => false,
+        }
     }
 }
 
@@ -560,6 +585,9 @@ mod tests {
             &sources,
         );
         assert_eq!(checked.cited, [1], "{checked:?}");
+        let contradicts = |sentence: &str, source: &str| {
+            Polarity::of(sentence).contradicts(&sentence_tokens(source))
+        };
         assert!(contradicts(
             "You can share your personal data with other companies.",
             "We don't share your personal data with other companies."

@@ -400,34 +400,20 @@ impl Support {
             generation.prompt_tokens,
             generation.timings.ttft_s
         );
-        let checked = citations::check(&draft, &sources);
-        if draft.is_empty() || checked.cited.is_empty() {
-            let reason = if draft.is_empty() {
-                HandoffReason::NotInSources
-            } else {
-                HandoffReason::Unsupported
-            };
-            return self.hand_off(
-                &question,
-                reason,
-                conversation,
-                confidence,
-                timings,
-                Some(draft),
-                sources,
-            );
-        }
-        if !scope::addresses(&checked.text, &query) {
-            return self.hand_off(
-                &question,
-                HandoffReason::OffQuestion,
-                conversation,
-                confidence,
-                timings,
-                Some(draft),
-                sources,
-            );
-        }
+        let checked = match check_draft(&draft, &sources, &query) {
+            Ok(checked) => checked,
+            Err(reason) => {
+                return self.hand_off(
+                    &question,
+                    reason,
+                    conversation,
+                    confidence,
+                    timings,
+                    Some(draft),
+                    sources,
+                )
+            }
+        };
         let citations = checked
             .cited
             .iter()
@@ -510,6 +496,26 @@ impl Support {
     }
 }
 
+/// The model's draft for `query` with its citations checked against `sources`, or why it is
+/// not given: nothing written, no supported citation left, or an answer to something else.
+fn check_draft(
+    draft: &str,
+    sources: &[Source],
+    query: &str,
+) -> Result<citations::Checked, HandoffReason> {
+    if draft.is_empty() {
+        return Err(HandoffReason::NotInSources);
+    }
+    let checked = citations::check(draft, sources);
+    if checked.cited.is_empty() {
+        return Err(HandoffReason::Unsupported);
+    }
+    if !scope::addresses(&checked.text, query) {
+        return Err(HandoffReason::OffQuestion);
+    }
+    Ok(checked)
+}
+
 /// A knowledge base, a model and a persona, ready for questions one at a time.
 pub struct Assistant {
     support: Support,
@@ -573,6 +579,41 @@ impl Assistant {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_draft_is_given_only_when_cited_supported_and_on_the_question() {
+        let sources = [Source {
+            chunk_id: 1,
+            path: "payments/methods.md".into(),
+            title: "Payment methods".into(),
+            section: String::new(),
+            anchor: None,
+            text: "We don't accept cash on delivery, bank transfers or cheques. Card payments \
+                   are taken when your order ships."
+                .into(),
+        }];
+        let query = "Can I pay cash on delivery?";
+        let answer = "We don't accept cash on delivery, bank transfers or cheques. [1]";
+        let checked = check_draft(answer, &sources, query).unwrap();
+        assert_eq!(checked.cited, [1]);
+        assert_eq!(
+            check_draft(answer, &sources, "Should I buy your shares this year?").err(),
+            Some(HandoffReason::OffQuestion)
+        );
+        assert_eq!(
+            check_draft(
+                "Bitcoin transfers arrive within minutes. [1]",
+                &sources,
+                query
+            )
+            .err(),
+            Some(HandoffReason::Unsupported)
+        );
+        assert_eq!(
+            check_draft("", &sources, query).err(),
+            Some(HandoffReason::NotInSources)
+        );
+    }
 
     #[test]
     fn following_chunks_are_joined_without_their_overlap() {

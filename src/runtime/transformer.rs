@@ -892,38 +892,19 @@ fn attend_head<const HD: usize>(
     out: &mut [f32],
 ) {
     let t = out.len() / HD;
+    if t == 1 {
+        // Generation: one query.
+        let scores = resize(scores, (pos + 1).next_multiple_of(8));
+        return attend_one_by_one::<HD>(k, v, scores, pos, scale, q, q_stride, out);
+    }
     // Prompts: QUERY_BLOCK queries per pass over the keys and values (the last block padded).
     // One query at a time reads every key and value from the L2 cache per multiply-add, and
     // the cache, not the FMA units, then sets the pace.
-    let blocked = if t >= 2 { t } else { 0 };
-    let (out_blocked, out_single) = out.split_at_mut(blocked * HD);
-    for (b, o) in out_blocked.chunks_mut(QUERY_BLOCK * HD).enumerate() {
+    for (b, o) in out.chunks_mut(QUERY_BLOCK * HD).enumerate() {
         let first = b * QUERY_BLOCK;
-        attend_queries::<HD>(
-            k,
-            v,
-            scores,
-            pos + first,
-            scale,
-            &q[first * q_stride..],
-            q_stride,
-            o,
-        );
+        let q = &q[first * q_stride..];
+        attend_queries::<HD>(k, v, scores, pos + first, scale, q, q_stride, o);
     }
-    if out_single.is_empty() {
-        return;
-    }
-    let scores = resize(scores, (pos + t).next_multiple_of(8));
-    attend_one_by_one::<HD>(
-        k,
-        v,
-        scores,
-        pos + blocked,
-        scale,
-        &q[blocked * q_stride..],
-        q_stride,
-        out_single,
-    );
 }
 
 /// Up to `QUERY_BLOCK` consecutive queries of one head (`out.len() / HD` of them), the first
@@ -1003,7 +984,7 @@ fn attend_queries<const HD: usize>(
     }
 }
 
-/// The queries of one head one at a time (generation's single query, a prompt's last).
+/// The queries of one head one at a time (generation's single query).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn attend_one_by_one<const HD: usize>(
