@@ -603,7 +603,9 @@ impl QMatrix {
 
     /// The K-quants on the scalar path, against the per-256 activations: per super-block,
     /// `F = Σ_j isum_j · sc_j` in float (sub-blocks in order), `M = Σ_j m_j · Σa_j` in
-    /// integers, then `da · (d · F − dmin · M)` — the operations of the SIMD paths.
+    /// integers, then `da · (d · F − dmin · M)` — the operations of the SIMD paths. Q6_K's
+    /// symmetric offset goes into the integer sums instead (`isum_j = Σ (q − 32) · a`, `M = 0`):
+    /// one multiply-add per sub-block less in the SIMD tiles.
     ///
     /// # Safety
     /// As `matmul_scalar`.
@@ -613,6 +615,7 @@ impl QMatrix {
         let per_super = 256 / self.sb;
         let bb = block_bytes(self.bits);
         let sums = x.super_sums(self.sb);
+        let q6k = !matches!(self.mins, Mins::Super { .. });
         let mut q = vec![0u8; self.cols];
         for g in g0..g1 {
             let valid = (self.rows - g * ROWS).min(ROWS);
@@ -638,8 +641,13 @@ impl QMatrix {
                                 .map(|(&w, &a)| w as i32 * a as i32)
                                 .sum();
                             let (sc, mm) = self.sub_factors(g, s, r);
-                            f = (isum as f32).mul_add(sc as f32, f);
-                            mi += mm * bs[s] as i32;
+                            if q6k {
+                                let isum = isum - 32 * bs[s] as i32;
+                                f = (isum as f32).mul_add(sc as f32, f);
+                            } else {
+                                f = (isum as f32).mul_add(sc as f32, f);
+                                mi += mm * bs[s] as i32;
+                            }
                         }
                         let (d, dmin) = self.super_factors(g, b, r);
                         let t = d.mul_add(f, -(dmin * mi as f32));
@@ -1148,6 +1156,8 @@ mod x86 {
 
     /// Sub-block `s0 + H` of a K-quant tile: its integer sums against the per-256 activations,
     /// added to `f` times the sub-block's scales (`H` picks them out of the 16-bit pairs).
+    /// With `OFFSET` (Q6_K) each sum starts from `-32 · Σa` of its activation row, so that it
+    /// is `Σ (q − 32) · a`: the offset then needs no sum of its own.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     #[allow(clippy::too_many_arguments)]
@@ -1157,6 +1167,7 @@ mod x86 {
         const R: usize,
         const N: usize,
         const H: usize,
+        const OFFSET: bool,
     >(
         m: &QMatrix,
         x: &Activations,
@@ -1167,6 +1178,7 @@ mod x86 {
         f: &mut [[__m512; N]; R],
     ) {
         let kblocks = m.cols / KB;
+        let nscales = m.cols / SB;
         let bb = block_bytes(BITS);
         let scale: [__m512; N] = std::array::from_fn(|n| {
             let v = if H == 0 {
@@ -1182,7 +1194,15 @@ mod x86 {
         let j0 = if SB == 16 { H * 4 } else { 0 };
         let blocks: [*const u8; N] =
             std::array::from_fn(|n| m.values.as_ptr().add(((g + n) * kblocks + kb) * bb));
-        let mut isum = [[_mm512_setzero_si512(); N]; R];
+        let mut isum: [[__m512i; N]; R] = std::array::from_fn(|r| {
+            let init = if OFFSET {
+                let sums = x.super_sums(SB);
+                -32 * *sums.get_unchecked((i + r) * nscales + s0 + H) as i32
+            } else {
+                0
+            };
+            [_mm512_set1_epi32(init); N]
+        });
         for jj in 0..SB / 4 {
             let w: [__m512i; N] = std::array::from_fn(|n| unpack::<BITS>(blocks[n], j0 + jj));
             for (r, row) in isum.iter_mut().enumerate() {
@@ -1236,6 +1256,30 @@ mod x86 {
         g: usize,
         i: usize,
     ) {
+        match m.super_scales() {
+            Some((_, _, None)) => tile_super_with::<BITS, SB, R, N, true>(m, x, out, g, i),
+            Some((_, _, Some(_))) => tile_super_with::<BITS, SB, R, N, false>(m, x, out, g, i),
+            None => {}
+        }
+    }
+
+    /// `tile_super`; `OFFSET` for Q6_K, whose offset (`32 · sc_j`) goes into the sub-blocks'
+    /// integer sums (see `super_sub_block`).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn tile_super_with<
+        const BITS: u32,
+        const SB: usize,
+        const R: usize,
+        const N: usize,
+        const OFFSET: bool,
+    >(
+        m: &QMatrix,
+        x: &Activations,
+        out: *mut f32,
+        g: usize,
+        i: usize,
+    ) {
         let Some((d, sc, offsets)) = m.super_scales() else {
             return;
         };
@@ -1261,13 +1305,16 @@ mod x86 {
                     let at = pair_index(g + n, nscales, s0, 0);
                     _mm512_cvtepi8_epi16(_mm256_loadu_si256(sc.as_ptr().add(at) as *const __m256i))
                 });
-                super_sub_block::<BITS, SB, R, N, 0>(m, x, g, i, s0, &pairs, &mut f);
-                super_sub_block::<BITS, SB, R, N, 1>(m, x, g, i, s0, &pairs, &mut f);
+                super_sub_block::<BITS, SB, R, N, 0, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
+                super_sub_block::<BITS, SB, R, N, 1, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
             }
             // The offsets' integer sum, after the sub-blocks so that its accumulators are
             // not live next to theirs.
             let mut mi = [[_mm512_setzero_si512(); N]; R];
             for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
+                if OFFSET {
+                    break;
+                }
                 let offsets: [__m512i; N] = std::array::from_fn(|n| {
                     let at = pair_index(g + n, nscales, s0, 0);
                     match mins {
@@ -1296,8 +1343,12 @@ mod x86 {
             for r in 0..R {
                 let da = _mm512_set1_ps(*x.sd.get_unchecked((i + r) * nsuper + b));
                 for n in 0..N {
-                    let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
-                    let t = _mm512_fmsub_ps(dv[n], f[r][n], u);
+                    let t = if OFFSET {
+                        _mm512_mul_ps(dv[n], f[r][n])
+                    } else {
+                        let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
+                        _mm512_fmsub_ps(dv[n], f[r][n], u)
+                    };
                     let at = out.add((i + r) * m.rows + (g + n) * ROWS);
                     let before = if b == 0 {
                         _mm512_setzero_ps()
@@ -1429,7 +1480,10 @@ mod x86 {
                     };
                     let halves = [factors(0), factors(1)];
                     for i in 0..x.n {
-                        let mut isum = [_mm256_setzero_si256(); 2];
+                        let bs = sums[i * nscales + s] as i32;
+                        // Q6_K's offset in the integer sums, as in the VNNI path.
+                        let init = if mins.is_none() { -32 * bs } else { 0 };
+                        let mut isum = [_mm256_set1_epi32(init); 2];
                         for jj in 0..m.sb / 4 {
                             let j = part * (m.sb / 4) + jj;
                             let a = (x.sq.as_ptr().add(i * x.cols + kb * KB + j * 4) as *const i32)
@@ -1442,11 +1496,13 @@ mod x86 {
                                 *v = _mm256_add_epi32(*v, dot_u8_i8(w, a));
                             }
                         }
-                        let bs = _mm256_set1_epi32(sums[i * nscales + s] as i32);
+                        let bs = _mm256_set1_epi32(bs);
                         for (h, (scale, offset)) in halves.iter().enumerate() {
                             let at = i * 2 + h;
                             f[at] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]), *scale, f[at]);
-                            mi[at] = _mm256_add_epi32(mi[at], _mm256_mullo_epi32(*offset, bs));
+                            if mins.is_some() {
+                                mi[at] = _mm256_add_epi32(mi[at], _mm256_mullo_epi32(*offset, bs));
+                            }
                         }
                     }
                 }
