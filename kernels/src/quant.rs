@@ -813,11 +813,10 @@ impl Activations {
         if !cols.is_multiple_of(KB) {
             self.float.extend_from_slice(x);
         }
-        self.q.clear();
+        // Every element below is written by the quantization: resized without clearing, so
+        // that a prompt's megabytes are not zeroed first for each product.
         self.q.resize(n * cols, 0);
-        self.d.clear();
         self.d.resize(n * kblocks, 0.0);
-        self.sum32.clear();
         self.sum32.resize(n * kblocks, 0.0);
         // Small batches (generation) are not worth a trip through the thread pool.
         let min_rows = if n * cols < 1 << 16 { n.max(1) } else { 1 };
@@ -850,13 +849,10 @@ impl Activations {
         } else {
             0
         };
-        self.sq.clear();
+        // Written in full below, as in `quantize`.
         self.sq.resize(n * nsuper * 256, 0);
-        self.sd.clear();
         self.sd.resize(n * nsuper, 0.0);
-        self.ssum16.clear();
         self.ssum16.resize(n * nsuper * 16, 0);
-        self.ssum32.clear();
         self.ssum32.resize(n * nsuper * 8, 0);
         if nsuper == 0 || n == 0 {
             return;
