@@ -3,13 +3,15 @@
 //! - prompt processing (512 rows of activations): GOP/s (one multiply-add = 2 operations;
 //!   criterion's "elem/s" ÷ 1e9);
 //! - generation (one row): GB/s of weights read (criterion's "B/s"), to compare with the
-//!   machine's memory bandwidth (`../shared/PEERS.md`: about 17 GB/s with 2 threads).
+//!   machine's memory bandwidth, measured in the same run (`memory/read_1GiB`); only the
+//!   vocabulary-sized and `dram_` matrices are too large for the caches, as in a model.
 //!
-//! `cargo bench --bench quant_matmul` (`-- prompt` or `-- generation` for one half)
+//! `cargo bench --bench quant_matmul` (`-- prompt`, `-- generation` or `-- memory` for a part)
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use frontdesk_kernels::ggml::{synthetic_tensor, GgmlType};
 use frontdesk_kernels::quant::{Activations, QMatrix, QuantPath};
+use rayon::prelude::*;
 
 /// (type, outputs, inputs, name): Qwen2.5-0.5B Q4_K_M's matrices, then the 1.5B's
 /// (K-quants only) and SmolLM2's.
@@ -62,8 +64,11 @@ fn bench_prompt(c: &mut Criterion) {
 fn bench_generation(c: &mut Criterion) {
     let mut group = c.benchmark_group("generation");
     let mut shapes = SHAPES.to_vec();
-    // The vocabulary projection: the largest matrix a token reads.
+    // The vocabulary projections: the largest matrices a token reads, and far larger than the
+    // caches — what generation meets (the other shapes stay cached between iterations).
     shapes.push((GgmlType::Q8_0, 151_936, 896, "output_q8_0"));
+    shapes.push((GgmlType::Q6K, 151_936, 1536, "1.5b_output_q6k"));
+    shapes.push((GgmlType::Q4K, 65_536, 1536, "dram_q4k"));
     for path in paths() {
         for &(ty, rows, cols, name) in &shapes {
             let m = QMatrix::from_ggml(ty, rows, cols, &synthetic_tensor(ty, rows, cols, 1))
@@ -76,6 +81,27 @@ fn bench_generation(c: &mut Criterion) {
             });
         }
     }
+    group.finish();
+}
+
+/// The machine's read bandwidth, measured as `frontdesk bench --memory-bound` does
+/// (`runtime::bench::memory_read_gb_s`): the yardstick for the uncached generation figures
+/// above, in the same run.
+fn bench_memory(c: &mut Criterion) {
+    let mut group = c.benchmark_group("memory");
+    group.sample_size(10);
+    let bytes = 1usize << 30;
+    // Non-zero values: pages really allocated, not the shared zero page.
+    let buffer = vec![1u64; bytes / 8];
+    group.throughput(Throughput::Bytes(bytes as u64));
+    group.bench_function("read_1GiB", |b| {
+        b.iter(|| {
+            buffer
+                .par_chunks(1 << 17)
+                .map(|c| c.iter().fold(0u64, |a, &x| a.wrapping_add(x)))
+                .sum::<u64>()
+        })
+    });
     group.finish();
 }
 
@@ -93,5 +119,11 @@ fn bench_quantize(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_prompt, bench_generation, bench_quantize);
+criterion_group!(
+    benches,
+    bench_prompt,
+    bench_generation,
+    bench_memory,
+    bench_quantize
+);
 criterion_main!(benches);
