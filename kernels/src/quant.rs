@@ -723,6 +723,21 @@ pub fn matmul_each_with(
 }
 
 /// Writes row `r`'s 32 values `q` into a packed block.
+/// Where byte `byte` of register `j` keeps its 5th and 6th bits in a 6-bit block: 16 bytes per
+/// register after the nibbles, byte `b` holding the two bits of bytes `b`, `b + 16`, `b + 32`
+/// and `b + 48` (one per 128-bit lane) — one 16-byte broadcast and a rotation per lane bring
+/// them into place, where two bit planes took two mask loads and two masked adds.
+#[inline(always)]
+fn crumb_at(j: usize, byte: usize) -> usize {
+    256 + j * 16 + byte % 16
+}
+
+/// The bit position of that pair of bits in its byte.
+#[inline(always)]
+fn crumb_shift(byte: usize) -> usize {
+    2 * (byte / 16)
+}
+
 fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
     for (k, &v) in q.iter().enumerate() {
         let (j, t) = (k / 4, k % 4);
@@ -734,6 +749,10 @@ fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
         // Registers 2p and 2p+1 share 64 bytes: low and high nibbles.
         let at = (j / 2) * 64 + byte;
         block[at] |= (v & 0x0f) << ((j % 2) * 4);
+        if bits == 6 {
+            block[crumb_at(j, byte)] |= (v >> 4) << crumb_shift(byte);
+            continue;
+        }
         for plane in 0..(bits as usize - 4) {
             if (v >> (4 + plane)) & 1 == 1 {
                 let word = 256 + plane * 64 + j * 8;
@@ -750,6 +769,9 @@ fn unpack_value(bits: u32, block: &[u8], r: usize, k: usize) -> u8 {
         return block[j * 64 + byte];
     }
     let mut v = (block[(j / 2) * 64 + byte] >> ((j % 2) * 4)) & 0x0f;
+    if bits == 6 {
+        return v | ((block[crumb_at(j, byte)] >> crumb_shift(byte)) & 3) << 4;
+    }
     for plane in 0..(bits as usize - 4) {
         let word = 256 + plane * 64 + j * 8;
         v |= ((block[word + byte / 8] >> (byte % 8)) & 1) << (4 + plane);
@@ -1062,13 +1084,19 @@ mod x86 {
         } else {
             _mm512_and_si512(_mm512_srli_epi16::<4>(packed), low)
         };
+        if BITS == 6 {
+            // `crumb_at`: lane L's pairs sit at bits 2L of each byte; rotating lane L's dwords
+            // left by 4 − 2L (mod 32) puts them at bits 4–5, and one ternary-logic op keeps
+            // those and ors them in.
+            let crumbs =
+                _mm512_broadcast_i32x4(_mm_loadu_si128(block.add(256 + j * 16) as *const __m128i));
+            let turn = _mm512_set_epi32(30, 30, 30, 30, 0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4);
+            let high = _mm512_rolv_epi32(crumbs, turn);
+            return _mm512_ternarylogic_epi32::<0xF8>(v, high, _mm512_set1_epi8(0x30));
+        }
         if BITS >= 5 {
             let plane = (block.add(256 + j * 8) as *const u64).read_unaligned();
             v = _mm512_mask_add_epi8(v, plane, v, _mm512_set1_epi8(16));
-        }
-        if BITS >= 6 {
-            let plane = (block.add(256 + 64 + j * 8) as *const u64).read_unaligned();
-            v = _mm512_mask_add_epi8(v, plane, v, _mm512_set1_epi8(32));
         }
         v
     }
