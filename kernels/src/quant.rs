@@ -615,6 +615,7 @@ impl QMatrix {
         let per_super = 256 / self.sb;
         let bb = block_bytes(self.bits);
         let sums = x.super_sums(self.sb);
+        // Q6_K: the K-quant without offsets of its own.
         let q6k = !matches!(self.mins, Mins::Super { .. });
         let mut q = vec![0u8; self.cols];
         for g in g0..g1 {
@@ -722,7 +723,6 @@ pub fn matmul_each_with(
     Ok(())
 }
 
-/// Writes row `r`'s 32 values `q` into a packed block.
 /// Where byte `byte` of register `j` keeps its 5th and 6th bits in a 6-bit block: 16 bytes per
 /// register after the nibbles, byte `b` holding the two bits of bytes `b`, `b + 16`, `b + 32`
 /// and `b + 48` (one per 128-bit lane) — one 16-byte broadcast and a rotation per lane bring
@@ -738,6 +738,7 @@ fn crumb_shift(byte: usize) -> usize {
     2 * (byte / 16)
 }
 
+/// Writes row `r`'s 32 values `q` into a packed block.
 fn pack_row(bits: u32, q: &[u8], r: usize, block: &mut [u8]) {
     for (k, &v) in q.iter().enumerate() {
         let (j, t) = (k / 4, k % 4);
@@ -1344,13 +1345,15 @@ mod x86 {
                 super_sub_block::<BITS, SB, R, N, 0, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
                 super_sub_block::<BITS, SB, R, N, 1, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
             }
-            // The offsets' integer sum, after the sub-blocks so that its accumulators are
-            // not live next to theirs.
+            // The offsets' integer sum (Q4_K), after the sub-blocks so that its accumulators
+            // are not live next to theirs.
             let mut mi = [[_mm512_setzero_si512(); N]; R];
-            for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
-                if OFFSET {
-                    break;
-                }
+            let offset_pairs = if OFFSET {
+                0..0
+            } else {
+                b * per_super..(b + 1) * per_super
+            };
+            for s0 in offset_pairs.step_by(2) {
                 let offsets: [__m512i; N] = std::array::from_fn(|n| {
                     let at = pair_index(g + n, nscales, s0, 0);
                     match mins {
