@@ -125,12 +125,18 @@ enum Mins {
     },
 }
 
+/// Q6_K's zero point: its values are stored as `q = w / (d · sc_j) + 32`. Its products start
+/// each sub-block's integer sum at `-Q6K_ZERO · Σa`, so that the sum is `Σ (q − 32) · a` and
+/// the offset needs no term of its own.
+const Q6K_ZERO: i32 = 32;
+
 /// `QMatrix::super_scales`: `(d, sc, Some((dmin, mins)))` for Q4_K, `None` offsets for Q6_K.
 type SuperScales<'a> = (&'a [u16], &'a [i8], Option<(&'a [u16], &'a [u8])>);
 
 /// Where sub-block `s`'s scale (or min) for row `r` of row block `g` is kept: the K-quants
 /// store them `[row block][pair of sub-blocks][16 rows][2]`, so the two sub-blocks of a pair
-/// are one 16-bit pair per row — the operand of a `vpdpwssd` against two activation sums.
+/// are one 16-bit pair per row — Q4_K's mins are the operand of a `vpdpwssd` against two
+/// activation sums, and the scales share their layout.
 #[inline(always)]
 fn pair_index(g: usize, nscales: usize, s: usize, r: usize) -> usize {
     (g * nscales + (s & !1)) * ROWS + r * 2 + (s & 1)
@@ -265,7 +271,7 @@ impl QMatrix {
             GgmlType::Q4_0 => Mins::Bias(8.0),
             GgmlType::Q5_0 => Mins::Bias(16.0),
             GgmlType::Q8_0 => Mins::Bias(128.0),
-            GgmlType::Q6K => Mins::Bias(32.0),
+            GgmlType::Q6K => Mins::Bias(Q6K_ZERO as f32),
             _ => Mins::F16(half(&mins)),
         };
         if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
@@ -421,8 +427,8 @@ impl QMatrix {
     }
 
     /// The K-quants' per-super-block factors of row block `g`, super-block `b`, row `r`:
-    /// `(d, dmin)` with `w = d · sc_j · q − dmin · m_j`; Q6_K's `w = d · sc_j · (q − 32)` is
-    /// the same with `m_j = sc_j` and `dmin = 32 · d`.
+    /// `(d, dmin)` with `w = d · sc_j · q − dmin · m_j`; Q6_K's `w = d · sc_j · (q − 32)` has
+    /// its offset in the integer sums (`Q6K_ZERO`), so `dmin = 0`.
     fn super_factors(&self, g: usize, b: usize, r: usize) -> (f32, f32) {
         let at = (g * (self.cols / 256) + b) * ROWS + r;
         let d = match &self.scales {
@@ -431,12 +437,12 @@ impl QMatrix {
         };
         match &self.mins {
             Mins::Super { dmin, .. } => (d, f16::from_bits(dmin[at]).to_f32()),
-            _ => (d, 32.0 * d),
+            _ => (d, 0.0),
         }
     }
 
-    /// Sub-block `s`'s scale and offset multiplier (`m_j`, or Q6_K's scale) of row `r` in
-    /// row block `g`.
+    /// Sub-block `s`'s scale and offset multiplier (`m_j`; 0 for Q6_K, see `super_factors`)
+    /// of row `r` in row block `g`.
     fn sub_factors(&self, g: usize, s: usize, r: usize) -> (i32, i32) {
         let at = pair_index(g, self.cols / self.sb, s, r);
         let sc = match &self.scales {
@@ -445,7 +451,7 @@ impl QMatrix {
         };
         match &self.mins {
             Mins::Super { m, .. } => (sc, m[at] as i32),
-            _ => (sc, sc),
+            _ => (sc, 0),
         }
     }
 
@@ -615,8 +621,11 @@ impl QMatrix {
         let per_super = 256 / self.sb;
         let bb = block_bytes(self.bits);
         let sums = x.super_sums(self.sb);
-        // Q6_K: the K-quant without offsets of its own.
-        let q6k = !matches!(self.mins, Mins::Super { .. });
+        // Where each sub-block's integer sum starts, per unit of `Σa`: Q6_K's zero point.
+        let zero = match self.mins {
+            Mins::Super { .. } => 0,
+            _ => Q6K_ZERO,
+        };
         let mut q = vec![0u8; self.cols];
         for g in g0..g1 {
             let valid = (self.rows - g * ROWS).min(ROWS);
@@ -641,14 +650,10 @@ impl QMatrix {
                                 .zip(&a[range])
                                 .map(|(&w, &a)| w as i32 * a as i32)
                                 .sum();
+                            let isum = isum - zero * bs[s] as i32;
                             let (sc, mm) = self.sub_factors(g, s, r);
-                            if q6k {
-                                let isum = isum - 32 * bs[s] as i32;
-                                f = (isum as f32).mul_add(sc as f32, f);
-                            } else {
-                                f = (isum as f32).mul_add(sc as f32, f);
-                                mi += mm * bs[s] as i32;
-                            }
+                            f = (isum as f32).mul_add(sc as f32, f);
+                            mi += mm * bs[s] as i32;
                         }
                         let (d, dmin) = self.super_factors(g, b, r);
                         let t = d.mul_add(f, -(dmin * mi as f32));
@@ -1234,7 +1239,7 @@ mod x86 {
         let mut isum: [[__m512i; N]; R] = std::array::from_fn(|r| {
             let init = if OFFSET {
                 let sums = x.super_sums(SB);
-                -32 * *sums.get_unchecked((i + r) * nscales + s0 + H) as i32
+                -Q6K_ZERO * *sums.get_unchecked((i + r) * nscales + s0 + H) as i32
             } else {
                 0
             };
@@ -1345,48 +1350,40 @@ mod x86 {
                 super_sub_block::<BITS, SB, R, N, 0, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
                 super_sub_block::<BITS, SB, R, N, 1, OFFSET>(m, x, g, i, s0, &pairs, &mut f);
             }
-            // The offsets' integer sum (Q4_K), after the sub-blocks so that its accumulators
-            // are not live next to theirs.
+            // Q4_K's offsets' integer sum, after the sub-blocks so that its accumulators are
+            // not live next to theirs (Q6_K has none: `OFFSET`).
             let mut mi = [[_mm512_setzero_si512(); N]; R];
-            let offset_pairs = if OFFSET {
-                0..0
-            } else {
-                b * per_super..(b + 1) * per_super
-            };
-            for s0 in offset_pairs.step_by(2) {
-                let offsets: [__m512i; N] = std::array::from_fn(|n| {
-                    let at = pair_index(g + n, nscales, s0, 0);
-                    match mins {
-                        Some(mins) => _mm512_cvtepu8_epi16(_mm256_loadu_si256(
-                            mins.as_ptr().add(at) as *const __m256i,
-                        )),
-                        None => _mm512_cvtepi8_epi16(_mm256_loadu_si256(
-                            sc.as_ptr().add(at) as *const __m256i
-                        )),
-                    }
-                });
-                for (r, row) in mi.iter_mut().enumerate() {
-                    let pair =
-                        (sums.as_ptr().add((i + r) * nscales + s0) as *const i32).read_unaligned();
-                    let pair = _mm512_set1_epi32(pair);
-                    for (n, v) in row.iter_mut().enumerate() {
-                        *v = _mm512_dpwssd_epi32(*v, offsets[n], pair);
+            if let Some(mins) = mins.filter(|_| !OFFSET) {
+                for s0 in (b * per_super..(b + 1) * per_super).step_by(2) {
+                    let offsets: [__m512i; N] = std::array::from_fn(|n| {
+                        let at = pair_index(g + n, nscales, s0, 0);
+                        _mm512_cvtepu8_epi16(_mm256_loadu_si256(
+                            mins.as_ptr().add(at) as *const __m256i
+                        ))
+                    });
+                    for (r, row) in mi.iter_mut().enumerate() {
+                        let pair = (sums.as_ptr().add((i + r) * nscales + s0) as *const i32)
+                            .read_unaligned();
+                        let pair = _mm512_set1_epi32(pair);
+                        for (n, v) in row.iter_mut().enumerate() {
+                            *v = _mm512_dpwssd_epi32(*v, offsets[n], pair);
+                        }
                     }
                 }
             }
             let dv: [__m512; N] = std::array::from_fn(|n| half16(d, ((g + n) * nsuper + b) * ROWS));
-            let dm: [__m512; N] = std::array::from_fn(|n| match dmin {
-                Some(dmin) => half16(dmin, ((g + n) * nsuper + b) * ROWS),
-                None => _mm512_mul_ps(dv[n], _mm512_set1_ps(32.0)),
-            });
+            let dm: Option<[__m512; N]> = dmin
+                .filter(|_| !OFFSET)
+                .map(|dmin| std::array::from_fn(|n| half16(dmin, ((g + n) * nsuper + b) * ROWS)));
             for r in 0..R {
                 let da = _mm512_set1_ps(*x.sd.get_unchecked((i + r) * nsuper + b));
                 for n in 0..N {
-                    let t = if OFFSET {
-                        _mm512_mul_ps(dv[n], f[r][n])
-                    } else {
-                        let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
-                        _mm512_fmsub_ps(dv[n], f[r][n], u)
+                    let t = match &dm {
+                        None => _mm512_mul_ps(dv[n], f[r][n]),
+                        Some(dm) => {
+                            let u = _mm512_mul_ps(dm[n], _mm512_cvtepi32_ps(mi[r][n]));
+                            _mm512_fmsub_ps(dv[n], f[r][n], u)
+                        }
                     };
                     let at = out.add((i + r) * m.rows + (g + n) * ROWS);
                     let before = if b == 0 {
@@ -1496,18 +1493,10 @@ mod x86 {
                 unpack_block_avx2(m, g, kb, &mut unpacked);
                 for part in 0..per_kb {
                     let s = kb * per_kb + part;
-                    // Sub-block s's scales and offset multipliers of rows h·8.., from the pairs.
+                    // Sub-block s's scales and Q4_K's offset multipliers of rows h·8.., from the
+                    // pairs.
                     let factors = |h: usize| {
                         let at = pair_index(g, nscales, s, h * 8) - (s & 1);
-                        let pairs = _mm256_cvtepi8_epi16(_mm_loadu_si128(
-                            sc.as_ptr().add(at) as *const __m128i
-                        ));
-                        let offsets = match mins {
-                            Some(mins) => _mm256_cvtepu8_epi16(_mm_loadu_si128(
-                                mins.as_ptr().add(at) as *const __m128i,
-                            )),
-                            None => pairs,
-                        };
                         let pick = |v: __m256i| {
                             if s & 1 == 0 {
                                 _mm256_srai_epi32::<16>(_mm256_slli_epi32::<16>(v))
@@ -1515,13 +1504,21 @@ mod x86 {
                                 _mm256_srai_epi32::<16>(v)
                             }
                         };
-                        (_mm256_cvtepi32_ps(pick(pairs)), pick(offsets))
+                        let pairs = _mm256_cvtepi8_epi16(_mm_loadu_si128(
+                            sc.as_ptr().add(at) as *const __m128i
+                        ));
+                        let offsets = mins.map(|mins| {
+                            pick(_mm256_cvtepu8_epi16(_mm_loadu_si128(
+                                mins.as_ptr().add(at) as *const __m128i
+                            )))
+                        });
+                        (_mm256_cvtepi32_ps(pick(pairs)), offsets)
                     };
                     let halves = [factors(0), factors(1)];
                     for i in 0..x.n {
                         let bs = sums[i * nscales + s] as i32;
                         // Q6_K's offset in the integer sums, as in the VNNI path.
-                        let init = if mins.is_none() { -32 * bs } else { 0 };
+                        let init = if mins.is_none() { -Q6K_ZERO * bs } else { 0 };
                         let mut isum = [_mm256_set1_epi32(init); 2];
                         for jj in 0..m.sb / 4 {
                             let j = part * (m.sb / 4) + jj;
@@ -1539,7 +1536,7 @@ mod x86 {
                         for (h, (scale, offset)) in halves.iter().enumerate() {
                             let at = i * 2 + h;
                             f[at] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[h]), *scale, f[at]);
-                            if mins.is_some() {
+                            if let Some(offset) = offset {
                                 mi[at] = _mm256_add_epi32(mi[at], _mm256_mullo_epi32(*offset, bs));
                             }
                         }
@@ -1553,15 +1550,19 @@ mod x86 {
                 for h in 0..2 {
                     let at = (g * nsuper + b) * ROWS + h * 8;
                     let dv = half8(d, at);
-                    let dm = match dmin {
-                        Some(dmin) => half8(dmin, at),
-                        None => _mm256_mul_ps(dv, _mm256_set1_ps(32.0)),
-                    };
+                    let dm = dmin.map(|dmin| half8(dmin, at));
                     for i in 0..x.n {
                         let k = i * 2 + h;
                         let da = _mm256_set1_ps(x.sd[i * nsuper + b]);
-                        let u = _mm256_mul_ps(dm, _mm256_cvtepi32_ps(mi[k]));
-                        let t = _mm256_fmsub_ps(dv, f[k], u);
+                        let t = match dm {
+                            // Q6_K: the offset is in the integer sums.
+                            None => _mm256_mul_ps(dv, f[k]),
+                            Some(dm) => _mm256_fmsub_ps(
+                                dv,
+                                f[k],
+                                _mm256_mul_ps(dm, _mm256_cvtepi32_ps(mi[k])),
+                            ),
+                        };
                         acc[k] = _mm256_fmadd_ps(t, da, acc[k]);
                         f[k] = _mm256_setzero_ps();
                         mi[k] = _mm256_setzero_si256();
