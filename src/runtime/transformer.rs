@@ -825,11 +825,27 @@ fn attention(
         match hd {
             64 => {
                 transpose_keys::<64>(keys, k);
-                attend_head::<64>(k, v, scores, pos, scale, q, q_dim, out)
+                let head = Head {
+                    k,
+                    v,
+                    q,
+                    q_stride: q_dim,
+                    pos,
+                    scale,
+                };
+                attend_head::<64>(&head, scores, out)
             }
             128 => {
                 transpose_keys::<128>(keys, k);
-                attend_head::<128>(k, v, scores, pos, scale, q, q_dim, out)
+                let head = Head {
+                    k,
+                    v,
+                    q,
+                    q_stride: q_dim,
+                    pos,
+                    scale,
+                };
+                attend_head::<128>(&head, scores, out)
             }
             _ => {
                 let scores = resize(scores, kv_len);
@@ -877,53 +893,58 @@ fn transpose_keys<const HD: usize>(keys: &[f16], out: &mut Vec<f32>) {
     }
 }
 
-/// The queries of one head, `HD` values each (query `i` at `q[i·q_stride..]`, its output at
-/// `out[i·HD..]`): `softmax(q·Kᵀ·scale)·V` over the positions each may see.
-#[allow(clippy::too_many_arguments)]
-#[inline(always)]
-fn attend_head<const HD: usize>(
-    k: &[f32],
-    v: &[f32],
-    scores: &mut Vec<f32>,
-    pos: usize,
-    scale: f32,
-    q: &[f32],
+/// What attention reads of one head: its keys from `transpose_keys`, its values widened
+/// (`n × HD`), and its queries, `HD` values each, query `i` at `q[i·q_stride..]` and at
+/// position `pos + i`.
+#[derive(Clone, Copy)]
+struct Head<'a> {
+    k: &'a [f32],
+    v: &'a [f32],
+    q: &'a [f32],
     q_stride: usize,
-    out: &mut [f32],
-) {
+    pos: usize,
+    /// `1/√HD`, applied to the scores.
+    scale: f32,
+}
+
+/// The queries of one head (output `i` at `out[i·HD..]`): `softmax(q·Kᵀ·scale)·V` over the
+/// positions each may see.
+#[inline(always)]
+fn attend_head<const HD: usize>(head: &Head, scores: &mut Vec<f32>, out: &mut [f32]) {
     let t = out.len() / HD;
     if t == 1 {
         // Generation: one query.
-        let scores = resize(scores, (pos + 1).next_multiple_of(8));
-        return attend_one_by_one::<HD>(k, v, scores, pos, scale, q, q_stride, out);
+        let scores = resize(scores, (head.pos + 1).next_multiple_of(8));
+        return attend_one_by_one::<HD>(head, scores, out);
     }
     // Prompts: QUERY_BLOCK queries per pass over the keys and values (the last block padded).
     // One query at a time reads every key and value from the L2 cache per multiply-add, and
     // the cache, not the FMA units, then sets the pace.
     for (b, o) in out.chunks_mut(QUERY_BLOCK * HD).enumerate() {
         let first = b * QUERY_BLOCK;
-        let q = &q[first * q_stride..];
-        attend_queries::<HD>(k, v, scores, pos + first, scale, q, q_stride, o);
+        let block = Head {
+            q: &head.q[first * head.q_stride..],
+            pos: head.pos + first,
+            ..*head
+        };
+        attend_queries::<HD>(&block, scores, o);
     }
 }
 
-/// Up to `QUERY_BLOCK` consecutive queries of one head (`out.len() / HD` of them), the first
-/// at position `pos`, against the keys and values together: a pair of key blocks' scores for
-/// four queries are eight independent sums per dimension, and a value row read once serves
-/// four outputs.
-#[allow(clippy::too_many_arguments)]
+/// Up to `QUERY_BLOCK` consecutive queries of one head (`out.len() / HD` of them) against
+/// the keys and values together: a pair of key blocks' scores for four queries are eight
+/// independent sums per dimension, and a value row read once serves four outputs.
 #[inline(always)]
-fn attend_queries<const HD: usize>(
-    k: &[f32],
-    v: &[f32],
-    scores: &mut Vec<f32>,
-    pos: usize,
-    scale: f32,
-    q: &[f32],
-    q_stride: usize,
-    out: &mut [f32],
-) {
+fn attend_queries<const HD: usize>(head: &Head, scores: &mut Vec<f32>, out: &mut [f32]) {
     const PV_CHUNK: usize = 16;
+    let Head {
+        k,
+        v,
+        q,
+        q_stride,
+        pos,
+        scale,
+    } = *head;
     let nq = out.len() / HD;
     // Missing queries of a short last block repeat the last one; their outputs are not kept.
     let mut qa = [[0f32; HD]; QUERY_BLOCK];
@@ -985,18 +1006,16 @@ fn attend_queries<const HD: usize>(
 }
 
 /// The queries of one head one at a time (generation's single query).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn attend_one_by_one<const HD: usize>(
-    k: &[f32],
-    v: &[f32],
-    scores: &mut [f32],
-    pos: usize,
-    scale: f32,
-    q: &[f32],
-    q_stride: usize,
-    out: &mut [f32],
-) {
+fn attend_one_by_one<const HD: usize>(head: &Head, scores: &mut [f32], out: &mut [f32]) {
+    let Head {
+        k,
+        v,
+        q,
+        q_stride,
+        pos,
+        scale,
+    } = *head;
     // k: `[block][HD][8]` from `transpose_keys`.
     let (k, _) = k.as_chunks::<8>();
     let (v, _) = v.as_chunks::<HD>();
@@ -1140,7 +1159,15 @@ mod tests {
             transpose_keys::<HD>(&keys, &mut k);
             let mut scores = Vec::new();
             let mut out = vec![0f32; t * HD];
-            attend_head::<HD>(&k, &v, &mut scores, pos, scale, q, q_stride, &mut out);
+            let head = Head {
+                k: &k,
+                v: &v,
+                q,
+                q_stride,
+                pos,
+                scale,
+            };
+            attend_head::<HD>(&head, &mut scores, &mut out);
             for i in 0..t {
                 let seen = pos + i + 1;
                 let logits: Vec<f64> = (0..seen)
