@@ -191,6 +191,23 @@ fn missing_hyperparameter_is_named() {
 }
 
 #[test]
+fn a_model_without_layers_is_refused() {
+    // The forward pass keeps only the last layer's output rows; a file with no layers has
+    // none to keep, so it is refused at load.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nolayers.gguf");
+    write_tiny_llama(&path, |m| {
+        for (k, v) in m.iter_mut() {
+            if k == "llama.block_count" {
+                *v = Value::U32(0);
+            }
+        }
+    });
+    let out = common::generate_hi(&path, None);
+    common::assert_clean_failure(&out, "0 layers");
+}
+
+#[test]
 fn missing_weights_are_reported_not_panicked() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("tiny.gguf");

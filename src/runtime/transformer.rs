@@ -95,7 +95,8 @@ impl Config {
             rope_base: gguf.arch_f32("rope.freq_base").unwrap_or(10_000.0),
             rope_style,
         };
-        let sane = dim > 0
+        let sane = config.n_layers > 0
+            && dim > 0
             && n_heads > 0
             && n_kv_heads > 0
             && n_heads.is_multiple_of(n_kv_heads)
@@ -108,8 +109,9 @@ impl Config {
             return Err(load_error(
                 &gguf.path,
                 format!(
-                    "inconsistent shape: {dim} wide, {n_heads} heads, {n_kv_heads} key/value \
-                     heads, RoPE over {rope_dim} of {head_dim}"
+                    "inconsistent shape: {} layers, {dim} wide, {n_heads} heads, {n_kv_heads} \
+                     key/value heads, RoPE over {rope_dim} of {head_dim}",
+                    config.n_layers
                 ),
             ));
         }
@@ -609,6 +611,10 @@ impl Transformer {
         resize(&mut s.gate, t * ffn);
         resize(&mut s.up, t * ffn);
 
+        // Rows the layers carry: every token's, until the last layer, which only needs each
+        // sequence's last row past its keys and values (the logits read nothing else).
+        let mut rows = t;
+        let last_layer = self.layers.len().saturating_sub(1);
         for (li, layer) in self.layers.iter().enumerate() {
             // Attention block: x += Wo · attention(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), …).
             rms_norm_rows(&s.x, &layer.attn_norm, c.eps, &mut s.xn);
@@ -629,8 +635,9 @@ impl Transformer {
             }
             rope(&c, &mut s.q, c.n_heads, &s.cos, &s.sin);
             rope(&c, &mut s.k, c.n_kv_heads, &s.cos, &s.sin);
+            let outputs_only = li == last_layer;
             let mut row = 0;
-            for item in items.iter_mut() {
+            for (j, item) in items.iter_mut().enumerate() {
                 let n = item.tokens.len();
                 let pos = item.cache.len;
                 item.cache.write(
@@ -639,6 +646,24 @@ impl Transformer {
                     &s.v[row * kv_dim..(row + n) * kv_dim],
                     n,
                 );
+                if outputs_only {
+                    // One query, whose `[head][1][hd]` output is already token-major; its
+                    // residual row moves up to row `j` (never past a row still to be read).
+                    let last = row + n - 1;
+                    attention(
+                        &c,
+                        item.cache,
+                        li,
+                        pos + n - 1,
+                        1,
+                        &s.q[last * q_dim..(last + 1) * q_dim],
+                        &mut s.attn[j * q_dim..(j + 1) * q_dim],
+                        &self.attn_scratch,
+                    );
+                    s.x.copy_within(last * dim..(last + 1) * dim, j * dim);
+                    row += n;
+                    continue;
+                }
                 // This sequence's heads, `[head][n][hd]`, in its rows' share of `heads`.
                 let heads = &mut s.heads[row * q_dim..(row + n) * q_dim];
                 attention(
@@ -660,37 +685,48 @@ impl Transformer {
                 }
                 row += n;
             }
-            s.act.quantize(&s.attn, t, q_dim).map_err(inference)?;
-            layer.wo.matmul(&s.act, &mut s.proj).map_err(inference)?;
-            vector::add_in_place(&mut s.x, &s.proj);
+            if outputs_only {
+                rows = items.len();
+            }
+            let x = &mut s.x[..rows * dim];
+            let xn = &mut s.xn[..rows * dim];
+            let proj = &mut s.proj[..rows * dim];
+            let gate = &mut s.gate[..rows * ffn];
+            s.act
+                .quantize(&s.attn[..rows * q_dim], rows, q_dim)
+                .map_err(inference)?;
+            layer.wo.matmul(&s.act, proj).map_err(inference)?;
+            vector::add_in_place(x, proj);
 
             // Feed-forward block: x += W_down · (silu(W_gate · n(x)) ⊙ W_up · n(x)).
-            rms_norm_rows(&s.x, &layer.ffn_norm, c.eps, &mut s.xn);
-            s.act.quantize(&s.xn, t, dim).map_err(inference)?;
+            rms_norm_rows(x, &layer.ffn_norm, c.eps, xn);
+            s.act.quantize(xn, rows, dim).map_err(inference)?;
             matmul_each(
-                &mut [(&layer.gate, &mut s.gate[..]), (&layer.up, &mut s.up[..])],
+                &mut [
+                    (&layer.gate, &mut *gate),
+                    (&layer.up, &mut s.up[..rows * ffn]),
+                ],
                 &s.act,
             )
             .map_err(inference)?;
-            silu_mul(&mut s.gate, &s.up);
-            s.act.quantize(&s.gate, t, ffn).map_err(inference)?;
-            layer.down.matmul(&s.act, &mut s.proj).map_err(inference)?;
-            vector::add_in_place(&mut s.x, &s.proj);
+            silu_mul(gate, &s.up[..rows * ffn]);
+            s.act.quantize(gate, rows, ffn).map_err(inference)?;
+            layer.down.matmul(&s.act, proj).map_err(inference)?;
+            vector::add_in_place(x, proj);
         }
 
-        // Only each sequence's last position's logits are wanted.
-        let mut last = 0;
-        for (j, item) in items.iter_mut().enumerate() {
+        // Only each sequence's last position's logits are wanted: after the last layer, row
+        // `j` of `x` is sequence `j`'s last.
+        for item in items.iter_mut() {
             item.cache.len += item.tokens.len();
-            last += item.tokens.len();
-            rms_norm_rows(
-                &s.x[(last - 1) * dim..last * dim],
-                &self.output_norm,
-                c.eps,
-                &mut s.xn[j * dim..(j + 1) * dim],
-            );
         }
         let n = items.len();
+        rms_norm_rows(
+            &s.x[..n * dim],
+            &self.output_norm,
+            c.eps,
+            &mut s.xn[..n * dim],
+        );
         s.act
             .quantize(&s.xn[..n * dim], n, dim)
             .map_err(inference)?;
