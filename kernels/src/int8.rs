@@ -29,6 +29,8 @@ pub enum ShapeError {
     Length { expected: usize, found: usize },
     /// The inner dimensions of the two operands differ.
     Inner { left: usize, right: usize },
+    /// The activations were quantized for other weight types than this one (named).
+    NotQuantizedFor(&'static str),
 }
 
 impl std::fmt::Display for ShapeError {
@@ -39,6 +41,9 @@ impl std::fmt::Display for ShapeError {
             }
             ShapeError::Inner { left, right } => {
                 write!(f, "inner dimensions differ: {left} inputs against {right}")
+            }
+            ShapeError::NotQuantizedFor(ty) => {
+                write!(f, "the activations were not quantized for {ty} weights")
             }
         }
     }

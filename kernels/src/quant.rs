@@ -500,6 +500,14 @@ impl QMatrix {
                 found: out.len(),
             });
         }
+        let prepared = if self.is_super() {
+            x.per_super
+        } else {
+            x.per_block
+        };
+        if !prepared {
+            return Err(ShapeError::NotQuantizedFor(self.ty.name()));
+        }
         Ok(())
     }
 
@@ -813,6 +821,9 @@ pub struct Activations {
     /// The rows as given, kept only when `cols` is not a whole number of blocks (then only
     /// float weights can take them).
     float: Vec<f32>,
+    /// Which of the two quantizations the last `quantize_for` made (per 32, per 256).
+    per_block: bool,
+    per_super: bool,
 }
 
 impl Activations {
@@ -824,9 +835,35 @@ impl Activations {
         self.n
     }
 
-    /// Quantizes `x` (`n` rows of `cols`, row-major), replacing what was held. `cols` must be a
-    /// multiple of 32 for quantized weights.
+    /// Quantizes `x` (`n` rows of `cols`, row-major) for every weight type, replacing what was
+    /// held. `cols` must be a multiple of 32 for quantized weights.
     pub fn quantize(&mut self, x: &[f32], n: usize, cols: usize) -> Result<(), ShapeError> {
+        self.quantize_parts(x, n, cols, true, true)
+    }
+
+    /// `quantize`, making only what `readers` take: the K-quants read the per-256
+    /// quantization, every other type the per-32 one (a model of K-quants alone skips a pass
+    /// over its activations). A product with a matrix of another type then fails.
+    pub fn quantize_for(
+        &mut self,
+        readers: &[&QMatrix],
+        x: &[f32],
+        n: usize,
+        cols: usize,
+    ) -> Result<(), ShapeError> {
+        let per_super = readers.iter().any(|m| m.is_super());
+        let per_block = readers.iter().any(|m| !m.is_super());
+        self.quantize_parts(x, n, cols, per_block, per_super)
+    }
+
+    fn quantize_parts(
+        &mut self,
+        x: &[f32],
+        n: usize,
+        cols: usize,
+        per_block: bool,
+        per_super: bool,
+    ) -> Result<(), ShapeError> {
         if x.len() != n * cols {
             return Err(ShapeError::Length {
                 expected: n * cols,
@@ -836,19 +873,26 @@ impl Activations {
         self.n = n;
         self.cols = cols;
         self.kblocks = cols / KB;
+        self.per_block = per_block;
+        self.per_super = per_super;
         let kblocks = self.kblocks;
         self.float.clear();
         if !cols.is_multiple_of(KB) {
             self.float.extend_from_slice(x);
+        }
+        // Small batches (generation) are not worth a trip through the thread pool.
+        let min_rows = if n * cols < 1 << 16 { n.max(1) } else { 1 };
+        if per_super {
+            self.quantize_super(x, min_rows);
+        }
+        if !per_block {
+            return Ok(());
         }
         // Every element below is written by the quantization: resized without clearing, so
         // that a prompt's megabytes are not zeroed first for each product.
         self.q.resize(n * cols, 0);
         self.d.resize(n * kblocks, 0.0);
         self.sum32.resize(n * kblocks, 0.0);
-        // Small batches (generation) are not worth a trip through the thread pool.
-        let min_rows = if n * cols < 1 << 16 { n.max(1) } else { 1 };
-        self.quantize_super(x, min_rows);
         if n == 0 || kblocks == 0 {
             return Ok(());
         }
@@ -1925,6 +1969,46 @@ mod tests {
             "{result:?}"
         );
         assert!(outs.iter().flatten().all(|v| v.is_nan()));
+    }
+
+    #[test]
+    fn activations_quantized_for_their_readers_give_the_same_products() {
+        let cols = 512;
+        let n = 5;
+        let matrices: Vec<QMatrix> = [GgmlType::Q4K, GgmlType::Q6K, GgmlType::Q5_0, GgmlType::F16]
+            .iter()
+            .enumerate()
+            .map(|(i, &ty)| {
+                let data = ggml::synthetic_tensor(ty, 48, cols, 21 + i as u64);
+                QMatrix::from_ggml(ty, 48, cols, &data).expect("repack")
+            })
+            .collect();
+        let mut rng = Rng(9);
+        let x: Vec<f32> = (0..n * cols).map(|_| rng.float()).collect();
+        let mut all = Activations::new();
+        all.quantize(&x, n, cols).unwrap();
+        let product = |m: &QMatrix, a: &Activations| {
+            let mut out = vec![f32::NAN; n * m.rows()];
+            m.matmul(a, &mut out).map(|()| out)
+        };
+        let (kquants, others) = matrices.split_at(2);
+        for readers in [kquants, others] {
+            let refs: Vec<&QMatrix> = readers.iter().collect();
+            let mut some = Activations::new();
+            some.quantize_for(&refs, &x, n, cols).unwrap();
+            for m in &matrices {
+                if readers.iter().any(|r| std::ptr::eq(r, m)) {
+                    assert_eq!(product(m, &some), product(m, &all), "{:?}", m.ty);
+                } else {
+                    // The other kind of quantization was skipped: refused, not read stale.
+                    assert!(
+                        matches!(product(m, &some), Err(ShapeError::NotQuantizedFor(_))),
+                        "{:?}",
+                        m.ty
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -618,7 +618,9 @@ impl Transformer {
         for (li, layer) in self.layers.iter().enumerate() {
             // Attention block: x += Wo · attention(rope(Wq·n(x) + bq), rope(Wk·n(x) + bk), …).
             rms_norm_rows(&s.x, &layer.attn_norm, c.eps, &mut s.xn);
-            s.act.quantize(&s.xn, t, dim).map_err(inference)?;
+            s.act
+                .quantize_for(&[&layer.wq, &layer.wk, &layer.wv], &s.xn, t, dim)
+                .map_err(inference)?;
             matmul_each(
                 &mut [
                     (&layer.wq, &mut s.q[..]),
@@ -693,14 +695,16 @@ impl Transformer {
             let proj = &mut s.proj[..rows * dim];
             let gate = &mut s.gate[..rows * ffn];
             s.act
-                .quantize(&s.attn[..rows * q_dim], rows, q_dim)
+                .quantize_for(&[&layer.wo], &s.attn[..rows * q_dim], rows, q_dim)
                 .map_err(inference)?;
             layer.wo.matmul(&s.act, proj).map_err(inference)?;
             vector::add_in_place(x, proj);
 
             // Feed-forward block: x += W_down · (silu(W_gate · n(x)) ⊙ W_up · n(x)).
             rms_norm_rows(x, &layer.ffn_norm, c.eps, xn);
-            s.act.quantize(xn, rows, dim).map_err(inference)?;
+            s.act
+                .quantize_for(&[&layer.gate, &layer.up], xn, rows, dim)
+                .map_err(inference)?;
             matmul_each(
                 &mut [
                     (&layer.gate, &mut *gate),
@@ -710,7 +714,9 @@ impl Transformer {
             )
             .map_err(inference)?;
             silu_mul(gate, &s.up[..rows * ffn]);
-            s.act.quantize(gate, rows, ffn).map_err(inference)?;
+            s.act
+                .quantize_for(&[&layer.down], gate, rows, ffn)
+                .map_err(inference)?;
             layer.down.matmul(&s.act, proj).map_err(inference)?;
             vector::add_in_place(x, proj);
         }
@@ -728,7 +734,7 @@ impl Transformer {
             &mut s.xn[..n * dim],
         );
         s.act
-            .quantize(&s.xn[..n * dim], n, dim)
+            .quantize_for(&[&self.output], &s.xn[..n * dim], n, dim)
             .map_err(inference)?;
         let logits = resize(&mut s.logits, n * c.vocab);
         self.output.matmul(&s.act, logits).map_err(inference)?;
@@ -769,9 +775,13 @@ fn add_rows(x: &mut [f32], bias: &[f32]) {
 
 /// `gate ← silu(gate) · up`, one pass.
 fn silu_mul(gate: &mut [f32], up: &[f32]) {
-    for (g, &u) in gate.iter_mut().zip(up) {
-        *g = *g / (1.0 + vector::exp(-*g)) * u;
-    }
+    gate.par_chunks_mut(1 << 14)
+        .zip(up.par_chunks(1 << 14))
+        .for_each(|(gate, up)| {
+            for (g, &u) in gate.iter_mut().zip(up) {
+                *g = *g / (1.0 + vector::exp(-*g)) * u;
+            }
+        });
 }
 
 /// cos and sin of `p · θ_i` for the position `p` of each row, `θ_i = base^(-2i/rope_dim)`,
