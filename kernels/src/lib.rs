@@ -8,5 +8,6 @@
 pub mod cpu;
 pub mod ggml;
 pub mod int8;
+pub mod pages;
 pub mod quant;
 pub mod vector;

@@ -23,6 +23,7 @@
 use crate::cpu::CpuFeatures;
 use crate::ggml::{self, GgmlType};
 pub use crate::int8::ShapeError;
+use crate::pages::PageBuffer;
 use half::f16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -154,7 +155,7 @@ pub struct QMatrix {
     /// Inputs per scale: 32, or 16 for Q6_K.
     sb: usize,
     /// `[row block][32-input block][block_bytes]`.
-    values: Vec<u8>,
+    values: PageBuffer,
     /// `[row block][scale block][16 rows]`.
     scales: Scales,
     mins: Mins,
@@ -204,7 +205,7 @@ impl QMatrix {
             cols,
             bits: ty.value_bits(),
             sb: ty.scale_block().max(16),
-            values: Vec::new(),
+            values: PageBuffer::default(),
             scales: Scales::F16(Vec::new()),
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
@@ -228,7 +229,7 @@ impl QMatrix {
         let kblocks = cols / KB;
         let bb = block_bytes(m.bits);
         let nscales = cols / m.sb;
-        let mut values = vec![0u8; groups * kblocks * bb];
+        let mut values = PageBuffer::zeroed(groups * kblocks * bb);
         let mut scales = vec![0f32; groups * nscales * ROWS];
         let mut mins = vec![0f32; groups * nscales * ROWS];
         let bits = m.bits;
@@ -287,7 +288,7 @@ impl QMatrix {
     fn with_whole_bytes(&self) -> QMatrix {
         let kblocks = self.cols / KB;
         let (from, to) = (block_bytes(self.bits), block_bytes(8));
-        let mut values = vec![0u8; self.groups() * kblocks * to];
+        let mut values = PageBuffer::zeroed(self.groups() * kblocks * to);
         values
             .par_chunks_mut(kblocks * to)
             .zip(self.values.par_chunks(kblocks * from))
