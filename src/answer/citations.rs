@@ -37,7 +37,7 @@ pub fn check(answer: &str, sources: &[Source]) -> Checked {
     let source_words: Vec<HashSet<String>> =
         source_texts.iter().map(|t| content_words(t)).collect();
     let source_figures: Vec<HashSet<Figure>> = source_texts.iter().map(|t| figures(t)).collect();
-    let source_lines: Vec<Vec<Vec<String>>> =
+    let source_lines: Vec<Vec<Vec<LineToken>>> =
         source_texts.iter().map(|t| sentence_tokens(t)).collect();
     let mut out = Checked {
         text: String::new(),
@@ -336,12 +336,23 @@ const CONTRADICTION_MATCH: f64 = 0.75;
 /// still bear on it ("we never sell", "we don't share").
 const NEGATION_REACH: usize = 3;
 
-/// The tokens of each sentence of `text`, quoted text left out: what
-/// [`Polarity::contradicts`] reads of a source, made once per check.
-fn sentence_tokens(text: &str) -> Vec<Vec<String>> {
+/// A token of a source sentence and its content word, if it is one.
+type LineToken = (String, Option<String>);
+
+/// The tokens of each sentence of `text`, quoted text left out, with their content words:
+/// what [`Polarity::contradicts`] reads of a source, made once per check rather than once
+/// per sentence of the answer.
+fn sentence_tokens(text: &str) -> Vec<Vec<LineToken>> {
     sentences(&unquoted(text))
         .into_iter()
-        .map(|line| tokens(line).collect())
+        .map(|line| {
+            tokens(line)
+                .map(|t| {
+                    let word = content_word(t.clone());
+                    (t, word)
+                })
+                .collect()
+        })
         .collect()
 }
 
@@ -375,18 +386,18 @@ impl Polarity {
     /// source sentence from just before its first matching word to its last counts, so a
     /// negation elsewhere in it ("if you didn't ask for it, … your password stays the same")
     /// does not.
-    fn contradicts(&self, lines: &[Vec<String>]) -> bool {
+    fn contradicts(&self, lines: &[Vec<LineToken>]) -> bool {
         if self.words.len() < MIN_CLAIM_WORDS {
             return false;
         }
         // (distinct words matched, negated) of the best-matching source sentence.
         let mut best: Option<(usize, bool)> = None;
         for toks in lines {
-            let hits: Vec<(usize, String)> = toks
+            let hits: Vec<(usize, &String)> = toks
                 .iter()
                 .enumerate()
-                .filter_map(|(i, t)| content_word(t.clone()).map(|w| (i, w)))
-                .filter(|(_, w)| self.words.contains(w))
+                .filter_map(|(i, (_, w))| w.as_ref().map(|w| (i, w)))
+                .filter(|(_, w)| self.words.contains(*w))
                 .collect();
             let (Some((first, _)), Some((last, _))) = (hits.first(), hits.last()) else {
                 continue;
@@ -394,7 +405,7 @@ impl Polarity {
             let matched = hits.iter().map(|(_, w)| w).collect::<HashSet<_>>().len();
             let negated_there = toks[first.saturating_sub(NEGATION_REACH)..=*last]
                 .iter()
-                .any(|t| is_negation(t));
+                .any(|(t, _)| is_negation(t));
             if best.is_none_or(|(n, _)| matched > n) {
                 best = Some((matched, negated_there));
             }
