@@ -648,41 +648,33 @@ impl Transformer {
                     &s.v[row * kv_dim..(row + n) * kv_dim],
                     n,
                 );
-                if outputs_only {
-                    // One query, whose `[head][1][hd]` output is already token-major; its
-                    // residual row moves up to row `j` (never past a row still to be read).
+                // The queries that go on: all of this sequence's, or in the last layer only its
+                // last, whose residual row then moves up to row `j` (never past a row still to
+                // be read).
+                let (first, nq, out_row) = if outputs_only {
                     let last = row + n - 1;
-                    attention(
-                        &c,
-                        item.cache,
-                        li,
-                        pos + n - 1,
-                        1,
-                        &s.q[last * q_dim..(last + 1) * q_dim],
-                        &mut s.attn[j * q_dim..(j + 1) * q_dim],
-                        &self.attn_scratch,
-                    );
                     s.x.copy_within(last * dim..(last + 1) * dim, j * dim);
-                    row += n;
-                    continue;
-                }
-                // This sequence's heads, `[head][n][hd]`, in its rows' share of `heads`.
-                let heads = &mut s.heads[row * q_dim..(row + n) * q_dim];
+                    (last, 1, j)
+                } else {
+                    (row, n, row)
+                };
+                // Their heads, `[head][nq][hd]`, in their rows' share of `heads`.
+                let heads = &mut s.heads[first * q_dim..(first + nq) * q_dim];
                 attention(
                     &c,
                     item.cache,
                     li,
-                    pos,
-                    n,
-                    &s.q[row * q_dim..(row + n) * q_dim],
+                    pos + (first - row),
+                    nq,
+                    &s.q[first * q_dim..(first + nq) * q_dim],
                     heads,
                     &self.attn_scratch,
                 );
-                // [head][n][hd] → [n][head·hd] for the output product.
+                // [head][nq][hd] → [nq][head·hd] for the output product.
                 for h in 0..c.n_heads {
-                    for i in 0..n {
-                        s.attn[(row + i) * q_dim + h * hd..][..hd]
-                            .copy_from_slice(&heads[(h * n + i) * hd..][..hd]);
+                    for i in 0..nq {
+                        s.attn[(out_row + i) * q_dim + h * hd..][..hd]
+                            .copy_from_slice(&heads[(h * nq + i) * hd..][..hd]);
                     }
                 }
                 row += n;
