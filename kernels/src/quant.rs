@@ -23,7 +23,7 @@
 use crate::cpu::CpuFeatures;
 use crate::ggml::{self, GgmlType};
 pub use crate::int8::ShapeError;
-use crate::pages::PageBuffer;
+use crate::pages::{PageBuffer, PageVec};
 use half::f16;
 use rayon::prelude::*;
 use std::sync::OnceLock;
@@ -105,12 +105,12 @@ impl QuantPath {
 /// (Q6_K) — so a repacked matrix reads no more bytes per token than the file.
 #[derive(Debug, Clone)]
 enum Scales {
-    F16(Vec<u16>),
+    F16(PageVec<u16>),
     /// `d[super] · sc[block]`; `d` is `[row block][256-input block][16 rows]`, `sc` is in
     /// the pair layout (`pair_index`).
     Super {
-        d: Vec<u16>,
-        sc: Vec<i8>,
+        d: PageVec<u16>,
+        sc: PageVec<i8>,
     },
 }
 
@@ -118,11 +118,11 @@ enum Scales {
 #[derive(Debug, Clone)]
 enum Mins {
     Bias(f32),
-    F16(Vec<u16>),
+    F16(PageVec<u16>),
     /// `-dmin[super] · m[block]`, laid out as `Scales::Super` (Q4_K).
     Super {
-        dmin: Vec<u16>,
-        m: Vec<u8>,
+        dmin: PageVec<u16>,
+        m: PageVec<u8>,
     },
 }
 
@@ -206,7 +206,7 @@ impl QMatrix {
             bits: ty.value_bits(),
             sb: ty.scale_block().max(16),
             values: PageBuffer::default(),
-            scales: Scales::F16(Vec::new()),
+            scales: Scales::F16(PageVec::default()),
             mins: Mins::Bias(0.0),
             dense: Vec::new(),
             wide: None,
@@ -267,16 +267,20 @@ impl QMatrix {
             });
         m.values = values;
         let half = |v: &[f32]| v.iter().map(|&s| f16::from_f32(s).to_bits()).collect();
-        m.scales = Scales::F16(half(&scales));
         m.mins = match ty {
             GgmlType::Q4_0 => Mins::Bias(8.0),
             GgmlType::Q5_0 => Mins::Bias(16.0),
             GgmlType::Q8_0 => Mins::Bias(128.0),
             GgmlType::Q6K => Mins::Bias(Q6K_ZERO as f32),
+            // Packed below: per-32 f16 copies would be thrown away, and a slab does not
+            // reuse what its buffers free.
+            GgmlType::Q4K => Mins::Bias(0.0),
             _ => Mins::F16(half(&mins)),
         };
         if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
             m.pack_super_scales(data, row_bytes);
+        } else {
+            m.scales = Scales::F16(half(&scales));
         }
         if ty == GgmlType::Q6K && rows <= WIDE_MAX_ROWS {
             m.wide = Some(Box::new(m.with_whole_bytes()));
@@ -463,7 +467,7 @@ impl QMatrix {
             return None;
         };
         let offsets = match &self.mins {
-            Mins::Super { dmin, m } => Some((dmin.as_slice(), m.as_slice())),
+            Mins::Super { dmin, m } => Some((&dmin[..], &m[..])),
             _ => None,
         };
         Some((d, sc, offsets))
