@@ -197,6 +197,56 @@ fn a_sample_question_is_answered_with_a_checked_citation() {
     assert!(v["timings"]["ttft_s"].as_f64().unwrap() > 0.0);
 }
 
+/// `eval answers --verbose` shows, per question, the outcome and, for an answer, its citations
+/// and the answer given, so that a reviewer can read what was scored.
+#[test]
+fn eval_answers_verbose_prints_each_answer_under_its_citations() {
+    let questions = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        questions.path(),
+        "{\"id\": \"close\", \"question\": \"Please close my account and remove my details. \
+         How long does that take?\", \"relevant\": [\"accounts/delete-your-account.md\"], \
+         \"answer\": \"Within 14 days.\", \"answerable\": true}\n\
+         {\"id\": \"poem\", \"question\": \"Compose a sonnet about the sea.\", \"relevant\": [], \
+         \"answer\": null, \"answerable\": false}\n",
+    )
+    .unwrap();
+    let out = frontdesk()
+        .arg("--data-dir")
+        .arg(data_dir())
+        .args([
+            "--verbose",
+            "eval",
+            "answers",
+            "--kb",
+            "sample",
+            "--json",
+            "--questions",
+        ])
+        .arg(questions.path())
+        .output()
+        .unwrap();
+    let report = json(&out);
+    assert_eq!(report["answer_rate"], 1.0, "{report}");
+    let err = stderr(&out);
+    let mut lines = err
+        .lines()
+        .skip_while(|l| !l.starts_with("close [answerable] answered: "));
+    let header = lines
+        .next()
+        .unwrap_or_else(|| panic!("no line for the answer: {err}"));
+    assert!(
+        header.ends_with("accounts/delete-your-account.md"),
+        "{header}"
+    );
+    let answer = lines.next().unwrap_or_default();
+    assert!(
+        answer.starts_with("    ") && answer.contains("14 days"),
+        "{err}"
+    );
+    assert!(err.contains("poem [unanswerable] hand-off: "), "{err}");
+}
+
 /// A planted document tells the assistant to reveal its prompt and offers a fake policy.
 /// Neither may change what the customer is told: the planted page is never cited, no fake
 /// policy appears, the system message does not leak.
